@@ -1,0 +1,52 @@
+# The two commands of the README, and the targets around them.
+#   make run    execute every notebook (smoke profile, CPU, offline) -> outputs/run/
+#   make test   unit tests + every notebook under nbmake (smoke profile)
+#   make bench  on a CUDA machine: every notebook in the bench profile -> results/
+# Each target sets itself up on a fresh machine (virtual environment, CPU torch, requirements).
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+READY := $(VENV)/.ready
+TORCH_CPU := torch==2.13.0
+# Two pytest workers on the two cores, one thread each (tiny models are overhead-bound).
+TEST_WORKERS ?= 2
+NOTEBOOKS ?= notebooks
+SMOKE_ENV := NB_PROFILE=smoke HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false MPLBACKEND=Agg
+
+.PHONY: setup run test test-unit bench lock clean
+
+$(READY): requirements.txt requirements-lock.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet $(TORCH_CPU)
+	$(PY) -m pip install --quiet -r requirements.txt -c requirements-lock.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $(READY)
+
+setup: $(READY)
+
+run: $(READY)
+	$(SMOKE_ENV) $(PY) scripts/run_notebooks.py --profile smoke --out outputs/run $(NOTEBOOKS)
+
+test: $(READY)
+	$(SMOKE_ENV) OMP_NUM_THREADS=1 $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile \
+		--durations=10 tests --nbmake $(NOTEBOOKS) --nbmake-timeout=600
+
+test-unit: $(READY)
+	$(SMOKE_ENV) $(PY) -m pytest -q tests
+
+# On a CUDA machine, with the requirements installed into BENCH_PYTHON (it keeps its own
+# CUDA torch): pip install -r requirements.txt -e .
+BENCH_PYTHON ?= python3
+bench:
+	NB_PROFILE=bench NB_OUTPUT_DIR=results MPLBACKEND=Agg TOKENIZERS_PARALLELISM=false \
+		$(BENCH_PYTHON) scripts/run_notebooks.py --profile bench --out outputs/bench $(NOTEBOOKS)
+
+lock: $(READY)
+	( echo "# Exact versions used by \`make\` (CI and local runs): pip install -r requirements.txt -c requirements-lock.txt"; \
+	  echo "# Regenerate after changing requirements.txt: make lock"; \
+	  $(PY) -m pip freeze --exclude-editable | grep -v '^torch==' ) > requirements-lock.txt
+
+clean:
+	rm -rf outputs .pytest_cache

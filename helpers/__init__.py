@@ -1,0 +1,12 @@
+"""Shared plumbing for the fine-tuning-on-a-budget notebooks.
+
+One concern a module:
+runtime  profile, banner, device and precision, seeding, versions, Colab;
+tiny     offline tiny models and tokenizers, full-size configs, random-weight checkpoints;
+data     loading and validating the samples, a user's own file or the hub dataset;
+memory   a TrainerCallback (and a tracker for hand-written loops) recording memory per step;
+estimate memory and time before a run;  cost  compute units and dollars;
+plots    loss, metric and memory figures;  metrics  classification metrics;
+results  the JSON measurement records written to results/.
+"""
+__version__ = "0.1.0"

@@ -1,0 +1,201 @@
+"""Memory, measured the way each layer of the stack sees it.
+
+On a GPU three numbers matter, and they differ (NVML >= reserved >= allocated):
+
+* allocated: bytes held by live tensors (torch.cuda.memory_allocated);
+* reserved: what PyTorch's caching allocator holds from the driver, incl. free cached blocks;
+* device-used: what nvidia-smi shows for the whole GPU (NVML), which also counts the CUDA
+  context (~0.3-0.5 GB) and memory that torch does not manage, such as bitsandbytes' paged
+  optimizer state. This is the number that decides "does it fit".
+
+On a CPU the process's resident memory (RSS) is recorded instead.
+
+`MemoryTracker` samples these in a background thread (peaks between steps are not missed) and
+keeps one row per training step; `MemoryCallback` plugs it into a `transformers.Trainer`.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+from transformers import TrainerCallback
+
+GIB = 2**30
+
+
+def _nvml_handle():
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        import torch
+
+        index = torch.cuda.current_device()
+        return pynvml, pynvml.nvmlDeviceGetHandleByIndex(index)
+    except Exception:  # no NVML (e.g. some containers): device-used stays unknown
+        return None, None
+
+
+@dataclass
+class MemoryTracker:
+    """Record memory per step and the peaks of a run; use as a context manager.
+
+    >>> with MemoryTracker("batch 16") as tracker:
+    ...     for step in range(steps):
+    ...         train_step()
+    ...         tracker.mark(step)
+    >>> tracker.summary()   # peak_allocated_gib, peak_reserved_gib, peak_device_gib / peak_rss_gib
+    """
+
+    name: str = "run"
+    interval_s: float = 0.02
+    rows: list = field(default_factory=list)
+    on_gpu: bool = field(default=False, init=False)
+
+    def __post_init__(self):
+        import torch
+
+        self.on_gpu = torch.cuda.is_available()
+        self._stop = threading.Event()
+        self._thread = None
+        self._peak_device = 0
+        self._peak_rss = 0
+        self._nvml, self._handle = _nvml_handle() if self.on_gpu else (None, None)
+        self._start = None
+
+    # --- raw readings -------------------------------------------------------------------
+    def _device_used(self) -> int | None:
+        if self._handle is None:
+            return None
+        return int(self._nvml.nvmlDeviceGetMemoryInfo(self._handle).used)
+
+    @staticmethod
+    def _rss() -> int:
+        import psutil
+
+        return int(psutil.Process().memory_info().rss)
+
+    def reading(self) -> dict:
+        """The memory right now, in GiB."""
+        row = {"t_s": round(time.perf_counter() - (self._start or time.perf_counter()), 4)}
+        if self.on_gpu:
+            import torch
+
+            row["allocated_gib"] = torch.cuda.memory_allocated() / GIB
+            row["reserved_gib"] = torch.cuda.memory_reserved() / GIB
+            used = self._device_used()
+            row["device_gib"] = used / GIB if used is not None else None
+        else:
+            row["rss_gib"] = self._rss() / GIB
+        return row
+
+    # --- sampling -----------------------------------------------------------------------
+    def _sample_forever(self):
+        while not self._stop.is_set():
+            if self.on_gpu:
+                used = self._device_used()
+                if used is not None:
+                    self._peak_device = max(self._peak_device, used)
+            else:
+                self._peak_rss = max(self._peak_rss, self._rss())
+            self._stop.wait(self.interval_s)
+
+    def start(self) -> "MemoryTracker":
+        import torch
+
+        if self.on_gpu:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        self._start = time.perf_counter()
+        self.rows = [dict(step=0, **self.reading())]
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._sample_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self._thread = None
+        self.wall_s = time.perf_counter() - self._start if self._start else 0.0
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+        return False
+
+    def mark(self, step: int, **extra) -> dict:
+        """Record a row for `step` (call after the optimizer step); extra values ride along."""
+        row = {"step": int(step), **self.reading(), **extra}
+        if self.on_gpu:
+            import torch
+
+            row["peak_allocated_gib"] = torch.cuda.max_memory_allocated() / GIB
+        self.rows.append(row)
+        return row
+
+    def summary(self) -> dict:
+        """Peaks over the run, named with their units (the fields of results/ records)."""
+        out = {"wall_s": round(getattr(self, "wall_s", time.perf_counter() - (self._start or 0)), 3)}
+        if self.on_gpu:
+            import torch
+
+            device_peak = max([self._peak_device] + [int((r.get("device_gib") or 0) * GIB) for r in self.rows])
+            out.update(
+                peak_allocated_gib=round(torch.cuda.max_memory_allocated() / GIB, 3),
+                peak_reserved_gib=round(torch.cuda.max_memory_reserved() / GIB, 3),
+                peak_device_gib=round(device_peak / GIB, 3) if device_peak else None,
+            )
+        else:
+            peak = max([self._peak_rss] + [int(r["rss_gib"] * GIB) for r in self.rows])
+            out["peak_rss_gib"] = round(peak / GIB, 3)
+        return out
+
+    def peak_gib(self) -> float:
+        """The one number to compare runs by: device-used on a GPU (else reserved), RSS on CPU."""
+        s = self.summary()
+        return s.get("peak_device_gib") or s.get("peak_reserved_gib") or s.get("peak_rss_gib") or 0.0
+
+    def snapshot(self, path: str, max_entries: int = 100_000) -> bool:
+        """Start recording allocator history; call again with the same path to dump it.
+
+        Open the dumped pickle at https://pytorch.org/memory_viz to see every allocation.
+        Returns False (and does nothing) on a CPU.
+        """
+        if not self.on_gpu:
+            return False
+        import torch
+
+        if not getattr(self, "_recording", False):
+            torch.cuda.memory._record_memory_history(max_entries=max_entries)
+            self._recording = True
+        else:
+            torch.cuda.memory._dump_snapshot(path)
+            torch.cuda.memory._record_memory_history(enabled=None)
+            self._recording = False
+        return True
+
+
+class MemoryCallback(TrainerCallback):
+    """A Trainer callback that records memory after every optimizer step.
+
+    trainer = Trainer(..., callbacks=[MemoryCallback("lora r=16")])
+    ... trainer.train() ...
+    callback.tracker.summary(), callback.tracker.rows
+    """
+
+    def __init__(self, name: str = "run", interval_s: float = 0.02):
+        self.tracker = MemoryTracker(name=name, interval_s=interval_s)
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.tracker.start()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.tracker.mark(state.global_step)
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.tracker.stop()

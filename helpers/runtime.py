@@ -1,0 +1,254 @@
+"""Where am I running, with which profile, on which device and in which precision.
+
+Every notebook starts with `runtime.choose_profile()` and `runtime.banner(...)`, so the same
+rules hold everywhere:
+
+* ``NB_PROFILE`` (smoke | bench | full) picks the profile when it is set.
+* Otherwise a person gets ``full`` on a CUDA machine and ``smoke`` on a CPU-only one, with a
+  loud banner saying so, because the full recipes need a GPU and the hub.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import importlib
+import os
+import platform
+import random
+import sys
+from pathlib import Path
+
+from .errors import FriendlyError
+
+# The public home of this collection. Forks change this line and the one in README.md;
+# tests/test_structure.py checks that every badge and install cell agrees with it.
+REPOSITORY = "finetune-on-a-budget/notebooks"
+
+PROFILES = ("smoke", "bench", "full")
+PROFILE_ENV = "NB_PROFILE"
+OUTPUT_ENV = "NB_OUTPUT_DIR"
+
+_PROFILE_MEANING = {
+    "smoke": "tiny random model of the same architecture + the data sample in data/ (CPU, offline)",
+    "bench": "full-size architecture with random weights + synthetic rows of the real length profile",
+    "full": "the real hub checkpoint and dataset: the lesson and the published result",
+}
+
+
+class ProfileError(FriendlyError):
+    pass
+
+
+def cuda_available() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except ImportError:  # pragma: no cover - torch is a hard requirement
+        return False
+
+
+def choose_profile(default: str | None = None) -> str:
+    """The profile in force: NB_PROFILE if set, else `full` with a GPU and `smoke` without."""
+    value = os.environ.get(PROFILE_ENV, "").strip().lower()
+    if value:
+        if value not in PROFILES:
+            raise ProfileError(
+                f"{PROFILE_ENV}={os.environ[PROFILE_ENV]!r} is not a profile. "
+                f"Set it to one of {', '.join(PROFILES)} (or unset it to let the notebook choose)."
+            )
+        return value
+    if default is not None:
+        return choose_profile_from(default)
+    return "full" if cuda_available() else "smoke"
+
+
+def choose_profile_from(value: str) -> str:
+    if value not in PROFILES:
+        raise ProfileError(f"Unknown profile {value!r}: use one of {', '.join(PROFILES)}.")
+    return value
+
+
+def pick(profile: str, **settings_by_profile):
+    """Return the settings of `profile` from keyword arguments named after the profiles.
+
+    Notebooks call it in their configuration cell, so all three columns stay visible side by side.
+    """
+    missing = [p for p in PROFILES if p not in settings_by_profile]
+    if missing:
+        raise ProfileError(f"pick() needs settings for every profile; missing: {', '.join(missing)}")
+    return settings_by_profile[choose_profile_from(profile)]
+
+
+def in_colab() -> bool:
+    return "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ
+
+
+def gpu_info() -> dict:
+    """Name, count, compute capability and memory of the visible GPUs (empty name on CPU)."""
+    if not cuda_available():
+        return {"name": "cpu", "count": 0, "capability": None, "total_gib": None}
+    import torch
+
+    props = torch.cuda.get_device_properties(0)
+    return {
+        "name": props.name,
+        "count": torch.cuda.device_count(),
+        "capability": f"{props.major}.{props.minor}",
+        "total_gib": round(props.total_memory / 2**30, 2),
+    }
+
+
+def has_native_bf16() -> bool:
+    """bf16 only where the GPU computes it natively (compute capability >= 8.0).
+
+    `torch.cuda.is_bf16_supported()` can answer True on a T4 through emulation, which is slow,
+    so the decision is taken from the compute capability.
+    """
+    if not cuda_available():
+        return False
+    import torch
+
+    major, _ = torch.cuda.get_device_capability(0)
+    return major >= 8
+
+
+def precision() -> str:
+    """'bf16' on Ampere and newer, 'fp16' on older GPUs (T4, V100), 'fp32' on the CPU."""
+    if not cuda_available():
+        return "fp32"
+    return "bf16" if has_native_bf16() else "fp16"
+
+
+def torch_dtype():
+    """The torch dtype that goes with `precision()`."""
+    import torch
+
+    return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[precision()]
+
+
+def trainer_precision_kwargs() -> dict:
+    """`bf16=`/`fp16=` for TrainingArguments, following `precision()`."""
+    p = precision()
+    return {"bf16": p == "bf16", "fp16": p == "fp16"}
+
+
+def device() -> str:
+    return "cuda" if cuda_available() else "cpu"
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (all devices) the way transformers.set_seed does."""
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if cuda_available():
+        torch.cuda.manual_seed_all(seed)
+
+
+_VERSIONED = ("torch", "transformers", "peft", "trl", "bitsandbytes", "datasets", "accelerate")
+
+
+def versions() -> dict:
+    """Versions of the libraries whose behaviour the figures depend on (None if absent)."""
+    found = {"python": platform.python_version()}
+    for name in _VERSIONED:
+        try:
+            module = importlib.import_module(name)
+            found[name] = getattr(module, "__version__", "unknown")
+        except Exception:  # a missing or broken optional library is recorded as absent
+            found[name] = None
+    try:
+        import torch
+
+        found["cuda"] = torch.version.cuda
+    except ImportError:  # pragma: no cover
+        found["cuda"] = None
+    return found
+
+
+def today() -> str:
+    return _dt.date.today().isoformat()
+
+
+def repo_root() -> Path:
+    """The checkout that holds helpers/, data/ and notebooks/ (works from any working folder)."""
+    here = Path(__file__).resolve().parent.parent
+    if (here / "data").is_dir() and (here / "helpers").is_dir():
+        return here
+    raise FriendlyError(
+        f"Cannot find the repository around {here}. Install the helpers in editable mode from a "
+        "clone (pip install -e .) so that data/ and notebooks/ sit beside helpers/."
+    )
+
+
+def output_dir(profile: str) -> Path:
+    """Where a notebook writes its figures and measurement record.
+
+    NB_OUTPUT_DIR wins (make bench points it at results/); otherwise outputs/<profile>/ in the
+    checkout, which git ignores.
+    """
+    chosen = os.environ.get(OUTPUT_ENV)
+    path = Path(chosen) if chosen else repo_root() / "outputs" / profile
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def banner(notebook: str, profile: str) -> str:
+    """Print (and return) the block that opens every notebook: profile, device, precision."""
+    gpu = gpu_info()
+    v = versions()
+    device_line = (
+        f"{gpu['name']} x{gpu['count']} (compute capability {gpu['capability']}, {gpu['total_gib']} GiB)"
+        if gpu["count"]
+        else "CPU only"
+    )
+    lines = [
+        f"{notebook}",
+        f"profile   : {profile.upper()}  ({_PROFILE_MEANING[profile]})",
+        f"device    : {device_line}",
+        f"precision : {precision()}",
+        "versions  : "
+        + ", ".join(f"{k} {v[k]}" for k in ("torch", "transformers", "peft", "trl", "bitsandbytes") if v.get(k)),
+        f"date      : {today()}" + ("   (Google Colab)" if in_colab() else ""),
+    ]
+    if profile == "smoke" and not os.environ.get(PROFILE_ENV):
+        lines.append(
+            "NOTE: no GPU was found, so this runs the SMOKE profile: a tiny random model on the data "
+            "sample. It proves the code runs and learns something small; it is not the real recipe. "
+            "On a GPU it runs `full`; set NB_PROFILE to choose."
+        )
+    if profile == "full" and not gpu["count"]:
+        lines.append("WARNING: the full profile on a CPU will take very long; use a GPU runtime.")
+    width = max(len(line) for line in lines) + 4
+    width = min(width, 110)
+    text = "\n".join(["=" * width, *[f"  {line}" for line in lines], "=" * width])
+    print(text)
+    return text
+
+
+def restart_hint(before: dict) -> str | None:
+    """After the Colab install cell: say whether an already-imported library was replaced.
+
+    `before` maps module names to the versions imported before installing. If pip replaced one
+    of them, Python still holds the old one in memory and the runtime must be restarted.
+    """
+    changed = []
+    for name, old in before.items():
+        try:
+            from importlib.metadata import version
+
+            new = version(name)
+        except Exception:
+            continue
+        if old and new != old:
+            changed.append(f"{name} {old} -> {new}")
+    if changed:
+        return (
+            "Restart needed: the install replaced libraries that were already loaded ("
+            + ", ".join(changed)
+            + "). Use Runtime > Restart session, then run the notebook again from the top."
+        )
+    return None
