@@ -1,0 +1,87 @@
+"""Rebuild the measured tables of README.md from the records in results/.
+
+    python scripts/update_readme.py          # rewrite the block between the markers
+    python scripts/update_readme.py --check  # exit 1 if README.md is out of date
+
+The README never carries a hand-typed measurement: every figure in the generated block comes from a
+JSON record (with its GPU, versions and date) written by a notebook or a bench script.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+sys.path.insert(0, str(ROOT))
+
+from helpers import results  # noqa: E402
+
+COLUMNS = [
+    ("peak_device_gib", "peak device GiB"),
+    ("peak_reserved_gib", "peak reserved GiB"),
+    ("peak_allocated_gib", "peak allocated GiB"),
+    ("wall_s", "wall s"),
+    ("samples_per_s", "samples/s"),
+    ("tokens_per_s", "tokens/s"),
+    ("test_accuracy", "test acc"),
+]
+
+
+def fmt(value) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3g}"
+    return str(value)
+
+
+def record_block(record: dict) -> str:
+    gpu = record["gpu"]
+    v = record["versions"]
+    head = (f"**{record['notebook']}** · `{record['profile']}` · {gpu['name']} ×{gpu['count']} · "
+            f"{record['date']} · torch {v.get('torch')}, transformers {v.get('transformers')}, "
+            f"peft {v.get('peft')}, trl {v.get('trl')}, bitsandbytes {v.get('bitsandbytes')}")
+    used = [(k, label) for k, label in COLUMNS if any(run.get(k) is not None for run in record["runs"])]
+    lines = [head, "", "| run | " + " | ".join(label for _, label in used) + " |",
+             "|---|" + "---|" * len(used)]
+    for run in record["runs"]:
+        lines.append(f"| {run['name']} | " + " | ".join(fmt(run.get(k)) for k, _ in used) + " |")
+    if record.get("summary"):
+        lines += ["", record["summary"]]
+    return "\n".join(lines)
+
+
+def generated() -> str:
+    records = [r for r in results.load_records(ROOT / "results") if r["profile"] in ("bench", "full")]
+    if not records:
+        return "_No GPU measurements recorded yet._"
+    records.sort(key=lambda r: (r["notebook"], r["profile"]))
+    return "\n\n".join(record_block(r) for r in records)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--check", action="store_true")
+    args = parser.parse_args()
+    readme = ROOT / "README.md"
+    text = readme.read_text(encoding="utf-8")
+    if START not in text or END not in text:
+        print(f"README.md lacks the markers {START} / {END}")
+        return 1
+    before, rest = text.split(START, 1)
+    _, after = rest.split(END, 1)
+    wanted = f"{before}{START}\n{generated()}\n{END}{after}"
+    if args.check:
+        if wanted != text:
+            print("README.md is out of date: run python scripts/update_readme.py")
+            return 1
+        return 0
+    readme.write_text(wanted, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+import numpy as np
+import pytest
+import torch
+
+from helpers import memory
+
+
+def test_tracker_sees_a_large_allocation_on_cpu():
+    if torch.cuda.is_available():
+        pytest.skip("CPU path")
+    with memory.MemoryTracker("alloc", interval_s=0.005) as tracker:
+        base = tracker.reading()["rss_gib"]
+        block = np.ones(64 * 2**20, dtype=np.float32)  # 256 MiB, touched
+        tracker.mark(1)
+        del block
+        tracker.mark(2)
+    summary = tracker.summary()
+    assert summary["peak_rss_gib"] >= base + 0.2
+    assert [r["step"] for r in tracker.rows] == [0, 1, 2]
+    assert summary["wall_s"] > 0 and tracker.peak_gib() == summary["peak_rss_gib"]
+    assert tracker.snapshot("unused.pickle") is False
+
+
+def test_callback_records_every_optimizer_step(tmp_path):
+    from transformers import Trainer, TrainingArguments
+
+    class Tiny(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = torch.nn.Linear(4, 1)
+
+        def forward(self, x, labels):
+            return {"loss": torch.nn.functional.mse_loss(self.linear(x).squeeze(-1), labels)}
+
+    rows = [{"x": torch.randn(4), "labels": torch.tensor(1.0)} for _ in range(12)]
+    callback = memory.MemoryCallback("tiny")
+    args = TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=2, gradient_accumulation_steps=2,
+                             num_train_epochs=1, report_to="none", save_strategy="no", use_cpu=True,
+                             disable_tqdm=True, dataloader_pin_memory=False)
+    Trainer(model=Tiny(), args=args, train_dataset=rows, callbacks=[callback]).train()
+    steps = [r["step"] for r in callback.tracker.rows]
+    assert steps == [0, 1, 2, 3]
+    assert callback.tracker.summary()["peak_rss_gib"] > 0

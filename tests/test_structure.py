@@ -1,0 +1,102 @@
+"""Every notebook follows the same skeleton, points at the same repository and is committed clean."""
+import importlib.util
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from helpers import runtime
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+SKELETON = ["Setup", "Configuration", "Data", "Model and method", "Budget", "Train", "Evaluate",
+            "Measured vs estimated", "Use it", "Save and reload", "What to try next"]
+
+
+def cells(path):
+    return json.loads(path.read_text(encoding="utf-8"))["cells"]
+
+
+def text(cell):
+    return "".join(cell["source"])
+
+
+def test_there_are_notebooks():
+    assert NOTEBOOKS, "no notebooks found"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_skeleton_in_order(path):
+    headings = [line[3:].strip() for c in cells(path) if c["cell_type"] == "markdown"
+                for line in text(c).splitlines() if line.startswith("## ")]
+    positions = []
+    for section in SKELETON:
+        found = [i for i, h in enumerate(headings) if h == section or h.startswith(section + " ")]
+        assert found, f"{path.name}: no '## {section}' heading (has: {headings})"
+        positions.append(found[0])
+    assert positions == sorted(positions), f"{path.name}: sections out of order: {headings}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_title_badge_and_install_cell_agree_with_the_repository(path):
+    first = text(cells(path)[0])
+    assert first.startswith("# "), "the first cell is the title"
+    badge = f"https://colab.research.google.com/github/{runtime.REPOSITORY}/blob/main/notebooks/{path.name}"
+    assert badge in first, f"{path.name}: badge must link to {badge}"
+    install = [c for c in cells(path) if c["cell_type"] == "code" and "google.colab" in text(c)]
+    assert install, f"{path.name}: no Colab install cell"
+    assert f'REPOSITORY = "{runtime.REPOSITORY}"' in text(install[0])
+    assert "requirements.txt" in text(install[0]) and "restart_hint" in text(install[0])
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_profile_banner_and_no_network_habits(path):
+    code = "\n".join(text(c) for c in cells(path) if c["cell_type"] == "code")
+    assert "runtime.choose_profile()" in code and "runtime.banner(" in code
+    assert "evaluate.load" not in code, "evaluate.load downloads from the hub; use helpers.metrics"
+    for call in re.findall(r"(?:TrainingArguments|SFTConfig)\((.*?)\n\)", code, flags=re.S):
+        assert 'report_to="none"' in call, "training arguments must not send telemetry"
+
+
+def test_readme_names_the_same_repository():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert f"Repository: `{runtime.REPOSITORY}`" in readme
+    for path in NOTEBOOKS:
+        assert f"github/{runtime.REPOSITORY}/blob/main/notebooks/{path.name}" in readme, f"README badge for {path.name}"
+
+
+def test_notebooks_are_committed_without_outputs():
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "clean_notebooks.py"), "--check"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
+
+
+GENERATORS = sorted((ROOT / "data").glob("make_*.py"))
+
+
+@pytest.mark.parametrize("script", GENERATORS, ids=lambda p: p.name)
+def test_data_samples_regenerate_byte_for_byte(script, tmp_path, monkeypatch):
+    spec = importlib.util.spec_from_file_location(script.stem, script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    committed = Path(module.OUT)
+    assert committed.exists(), f"{script.name} writes {committed.name}, which is not committed"
+    monkeypatch.setattr(module, "OUT", tmp_path / committed.name)
+    module.main()
+    assert (tmp_path / committed.name).read_bytes() == committed.read_bytes(), \
+        f"{committed.name} differs from what {script.name} writes: run it and commit the result"
+
+
+def test_readme_measurements_come_from_results():
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "update_readme.py"), "--check"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_ci_runs_the_readme_test_command():
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
+    readme = (ROOT / "README.md").read_text()
+    assert "make run" in readme and "make test" in readme
