@@ -196,6 +196,16 @@ def output_dir(profile: str) -> Path:
     return path
 
 
+def scratch_dir(profile: str) -> Path:
+    """Where models, adapters and Trainer checkpoints go: outputs/<profile>/ in the checkout.
+
+    Unlike `output_dir`, never results/: weights do not belong beside the measurement records.
+    """
+    path = repo_root() / "outputs" / profile
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def banner(notebook: str, profile: str) -> str:
     """Print (and return) the block that opens every notebook: profile, device, precision."""
     gpu = gpu_info()
