@@ -39,9 +39,11 @@ test-unit: $(READY)
 # On a CUDA machine, with the requirements installed into BENCH_PYTHON (it keeps its own
 # CUDA torch): pip install -r requirements.txt -e .
 BENCH_PYTHON ?= python3
+BENCH_OUT ?= results
+BENCH_CELL_TIMEOUT ?= 1800
 bench:
-	NB_PROFILE=bench NB_OUTPUT_DIR=results MPLBACKEND=Agg TOKENIZERS_PARALLELISM=false \
-		$(BENCH_PYTHON) scripts/run_notebooks.py --profile bench --out outputs/bench $(NOTEBOOKS)
+	NB_PROFILE=bench NB_OUTPUT_DIR=$(BENCH_OUT) MPLBACKEND=Agg TOKENIZERS_PARALLELISM=false \
+		$(BENCH_PYTHON) scripts/run_notebooks.py --profile bench --out outputs/bench --timeout $(BENCH_CELL_TIMEOUT) $(NOTEBOOKS)
 
 lock: $(READY)
 	( echo "# Exact versions used by \`make\` (CI and local runs): pip install -r requirements.txt -c requirements-lock.txt"; \

@@ -39,9 +39,23 @@ def execute(path: Path, out: Path, timeout: int) -> tuple[str, float, str]:
     from nbclient import NotebookClient
 
     notebook = nbformat.read(path, as_version=4)
-    client = NotebookClient(notebook, timeout=timeout, kernel_name="python3",
-                            resources={"metadata": {"path": str(path.parent.resolve())}})
     start = time.perf_counter()
+    code_cells = sum(cell.cell_type == "code" for cell in notebook.cells)
+    done = {"n": 0, "t": start}
+
+    def progress(cell, cell_index, execute_reply=None, **_):
+        # one line per finished cell, so a long or stuck run shows where it is
+        if cell.cell_type != "code":
+            return
+        done["n"] += 1
+        now = time.perf_counter()
+        first = next((line for line in cell.source.splitlines() if line.strip()), "")[:60]
+        print(f"    [{done['n']}/{code_cells}] {now - done['t']:6.1f} s  {first}", flush=True)
+        done["t"] = now
+
+    client = NotebookClient(notebook, timeout=timeout, kernel_name="python3",
+                            resources={"metadata": {"path": str(path.parent.resolve())}},
+                            on_cell_executed=progress)
     status, detail = "passed", ""
     try:
         client.execute()

@@ -1,0 +1,891 @@
+"""Will it fit, how long will a step take: memory and time before training.
+
+    >>> from helpers import estimate
+    >>> e = estimate.estimate("EleutherAI/gpt-neox-20b", method="qlora", lora_r=8,
+    ...                       lora_targets=["query_key_value"], optimizer="paged_adamw_8bit",
+    ...                       precision="fp16", gradient_checkpointing=True, seq_len=64, gpu="T4")
+    >>> print(e.table())
+    >>> estimate.fit("EleutherAI/gpt-neox-20b", ..., gpu="T4", effective_batch=16)
+
+How the figures are made (docs/estimator.md has the details and the error tables)
+------------------------
+* Parameters are counted exactly: the model is built from its config on the meta device (no
+  memory, no download) and the PEFT method is applied to it, so trainable counts are peft's own.
+* Bytes per parameter follow the regime: fp32 master weights under mixed precision, NF4 with
+  double quantisation (4.127 bits) for QLoRA's linear layers with everything else upcast to fp32
+  by prepare_model_for_kbit_training, fp32 adapters, fp32 gradients of trainable parameters,
+  optimizer state by optimizer (AdamW 8 bytes, 8-bit AdamW 2 bytes plus block statistics,
+  paged state outside PyTorch's allocator where only NVML sees it).
+* Activations: what autograd keeps per transformer block, per token, as a function of hidden
+  and intermediate size, counted by tracing saved tensors (bench/trace_activations.py) for each
+  architecture family and regime; with gradient checkpointing only each block's input is kept
+  and one block is recomputed at a time. Logits and loss, autocast's 16-bit copies of fp32
+  weights, bitsandbytes' dequantised weights and prefix tuning's cache are added where they occur.
+* The peak is the largest of: the start of the backward pass, the end of the blocks' backward
+  (when weights train, every gradient is there) and the optimizer step.
+* Measurements on an H200 (bench/calibrate.py, results/calibration.json) set what tracing on a
+  CPU cannot see: GPU/CPU activation ratios, the backward working set, allocator slack, the CUDA
+  context, the step-time efficiency and per-layer overheads.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import json
+import logging
+import os
+import sys
+import warnings
+from dataclasses import dataclass, field
+
+from . import gpus as _gpus
+from .errors import FriendlyError
+
+GIB = 2**30
+
+METHODS = ("full", "frozen", "lora", "qlora", "prompt", "ptuning", "prefix")
+TASKS = ("causal-lm", "seq-cls")
+PRECISIONS = ("fp32", "fp16", "bf16")
+WEIGHT_DTYPES = ("fp32", "fp16", "bf16")
+# optimizer -> (bytes of state per trainable parameter when fp32, paged, 8-bit, foreach temporaries)
+OPTIMIZERS = {
+    "adamw": dict(state=8, paged=False, eight_bit=False, temp=0),  # Trainer default: adamw_torch_fused
+    "adamw_torch_fused": dict(state=8, paged=False, eight_bit=False, temp=0),
+    "adamw_torch": dict(state=8, paged=False, eight_bit=False, temp=4),  # foreach: one temporary list
+    "adam": dict(state=8, paged=False, eight_bit=False, temp=4),  # torch.optim.Adam, foreach
+    "adamw_8bit": dict(state=2, paged=False, eight_bit=True, temp=0),
+    "paged_adamw_8bit": dict(state=2, paged=True, eight_bit=True, temp=0),
+    "paged_adamw_32bit": dict(state=8, paged=True, eight_bit=False, temp=0),
+    "sgd": dict(state=0, paged=False, eight_bit=False, temp=0),  # Trainer's SGD: no momentum
+}
+BYTES = {"fp32": 4, "fp16": 2, "bf16": 2}
+
+# bitsandbytes NF4: 4 bits a weight + one absmax per 64 weights, itself 8-bit with double
+# quantisation (plus an fp32 constant per 256 blocks), else fp32.
+NF4_BITS = {True: 4 + 8 / 64 + 32 / (64 * 256), False: 4 + 32 / 64}
+# bitsandbytes 8-bit optimizers: two 1-byte states + an fp32 absmax per 256 values each; tensors
+# smaller than 4096 elements keep 32-bit state.
+ADAM8_BYTES = 2 + 2 * 4 / 256
+ADAM8_MIN_SIZE = 4096
+
+# Saved activations per transformer block, in bytes per token: c_h * hidden + c_i * intermediate
+# (+ c_att * heads * seq for eager attention), traced with bench/trace_activations.py
+# (transformers 5.23, torch 2.13). Regimes: full = all weights trainable, frozen = frozen
+# weights with a gradient flowing to the input (prompt/prefix methods, the base under LoRA),
+# qlora = NF4 base after prepare_model_for_kbit_training; amp = fp32 weights under autocast,
+# bf16 = 16-bit weights, fp32 = no autocast. c_att counts eager attention probabilities (BLOOM);
+# sdpa's flash/memory-efficient kernels on a GPU keep none.
+ACTIVATION_COEFFS = {
+    "roberta": {"full-amp": (34.0, 4.0), "full-bf16": (26.0, 4.0), "full-fp32": (40.0, 8.0),
+                "frozen-amp": (24.0, 2.0), "frozen-bf16": (20.0, 2.0), "frozen-fp32": (28.0, 4.0),
+                "qlora-amp": (26.0, 4.0)},
+    "bloom": {"full-amp": (2.0, 7.9), "full-bf16": (1.7, 6.9), "full-fp32": (3.5, 13.9),
+              "frozen-amp": (1.2, 4.6), "frozen-bf16": (0.9, 3.6), "frozen-fp32": (1.8, 7.3),
+              "qlora-amp": (1.8, 7.0)},
+    "gpt-neox": {"full-amp": (18.0, 4.0), "full-bf16": (16.0, 4.0), "full-fp32": (32.0, 8.0),
+                 "frozen-amp": (12.0, 2.0), "frozen-bf16": (10.0, 2.0), "frozen-fp32": (20.0, 4.0),
+                 "qlora-amp": (11.6, 4.1)},
+    "phi3": {"full-amp": (30.0, 8.0), "full-bf16": (26.0, 8.0), "full-fp32": (44.0, 16.0),
+             "frozen-amp": (16.0, 6.0), "frozen-bf16": (16.0, 6.0), "frozen-fp32": (24.0, 12.0),
+             "qlora-amp": (15.6, 12.1)},
+}
+ATTENTION_PROBS_BYTES = {"bloom": 6.0}  # eager attention: fp32 softmax + its 16-bit copy (H200 fit)
+CPU_ATTENTION_PROBS_BYTES = 12.0  # sdpa's math kernel on a CPU keeps probabilities when dropout > 0
+FAMILY_OF_MODEL_TYPE = {"roberta": "roberta", "xlm-roberta": "roberta", "bert": "roberta",
+                        "bloom": "bloom", "gpt_neox": "gpt-neox", "phi3": "phi3", "llama": "phi3",
+                        "mistral": "phi3", "qwen2": "phi3", "gemma": "phi3"}
+
+# What tracing on a CPU cannot see, set from measurements on one H200 (bench/calibrate.py; the
+# runs and their errors are in results/calibration.json and docs/estimator.md).
+CALIBRATION = {
+    "gpu": "H200",
+    "date": "2026-11-22",
+    # nvidia-smi's view beyond PyTorch's reserved memory
+    "driver_reserved_gib": 0.604,  # NVML's "used" on the idle GPU, before any process (H200)
+    "context_gib": 0.745,  # CUDA context, cuBLAS workspaces and lazily loaded kernels
+    "bnb_context_gib": 0.05,  # bitsandbytes' CUDA library
+    # activations: GPU traces of saved tensors / CPU traces (the table above), per family
+    "activation_scale": {"roberta": 0.83, "bloom": 1.08, "phi3": 1.0, "gpt-neox": 1.0},
+    "lora_bytes": {"amp": 3.0, "bf16": 8.2, "fp32": 8.2},  # per token per adapted input feature
+    "backward_factor": {"default": 1.0, "bloom": 1.3},  # a block's backward, in blocks' activations
+    "logits_bytes": 13.0,  # per logit: 16-bit logits, fp32 copy, log-softmax, their gradients
+    # allocator slack (reserved - allocated)
+    "slack_gib": 0.10,
+    "slack_causal_lm_gib": 0.57,  # logits, their fp32 copies and gradients: large short-lived tensors
+    "slack_per_large_grad": 1.2,  # full fine-tuning: the largest gradient (embeddings) needs new segments
+    "slack_per_attention": 0.75,  # eager attention's probabilities of one block
+    "slack_per_cache": 0.27,  # prefix tuning's cache
+    "slack_per_step_temp": 0.31,  # foreach optimizers' temporaries
+    # step time = compute / efficiency + memory traffic / bandwidth efficiency + overheads
+    "efficiency": 0.75,  # fraction of the GPU's dense peak reached by the matrix products
+    "bandwidth_efficiency": 0.80,  # fixed: a device copy reached 4.3 of 4.8 TB/s on the H200
+    "attention_bytes": 56.0,  # bytes moved per eager attention probability per pass
+    "step_overhead_s": 0.0,  # per optimizer step (Trainer, optimizer launch)
+    "block_overhead_s": 0.00092,  # per block per pass (kernel launches of one block)
+    "adapter_overhead_s": 0.00017,  # per LoRA-adapted linear layer per pass
+    "quant_overhead_s": 0.00022,  # per NF4 linear layer per pass (bitsandbytes' dequantise + matmul)
+    "checkpoint_overhead_s": 0.0014,  # per checkpointed block (torch.utils.checkpoint's bookkeeping)
+    "optimizer_tensor_overhead_s": 0.000059,  # bitsandbytes' optimizers: one launch per tensor
+}
+
+
+# --------------------------------------------------------------------------- model facts
+@dataclass(frozen=True)
+class ModelFacts:
+    """Everything the estimate needs from a model with its method applied, counted on meta."""
+
+    name: str
+    family: str
+    model_type: str
+    task: str
+    layers: int
+    hidden: int
+    intermediate: int
+    heads: int
+    vocab: int
+    base_params: int  # the model with its task head, before the method
+    total_params: int  # with the method's added parameters (peft's "all params")
+    trainable_params: int
+    trainable_sizes: tuple  # numel of each trainable tensor (8-bit optimizers treat small ones apart)
+    trainable_embedding_params: int  # trainable nn.Embedding weights (Trainer keeps 32-bit state for them)
+    added_params: int  # parameters the method adds (adapters, prompt encoders, saved head copies)
+    block_linear_params: int  # nn.Linear weights of one block
+    block_params: int  # every parameter of one block (weights, biases, norms)
+    largest_linear: int  # the largest nn.Linear weight of a block (QLoRA dequantises it whole)
+    linears_per_block: int
+    adapted_per_block: int  # LoRA-wrapped linear layers per block
+    adapted_inputs_per_block: int  # their input features, summed
+    head_params: int  # output head (lm_head / classifier) weights
+    quantized_params: int  # what NF4 would quantise: the blocks' linear weights
+    trainable_blocks: int  # blocks whose weights train (frozen method), else all
+    causal: bool
+    attention_dropout: float
+
+
+def _config_from(model, num_labels: int):
+    """A transformers config from a hub id we know offline, a config object or a local folder."""
+    import transformers
+
+    if isinstance(model, transformers.PretrainedConfig):
+        config = model.__class__.from_dict(model.to_dict())
+        name = getattr(model, "name_or_path", "") or model.model_type
+    elif isinstance(model, (str, os.PathLike)) and os.path.isdir(model):
+        if not os.path.exists(os.path.join(model, "config.json")):
+            raise FriendlyError(f"{model} is a folder without config.json: not a model checkpoint.")
+        config = transformers.AutoConfig.from_pretrained(model)
+        name = os.path.basename(os.path.normpath(str(model)))
+    elif isinstance(model, str):
+        from . import tiny
+
+        if model not in tiny.FULL_CONFIGS:
+            raise FriendlyError(
+                f"Unknown model {model!r}. Pass a hub id with an offline config "
+                f"({', '.join(tiny.FULL_CONFIGS)}), a local checkpoint folder, or a transformers "
+                "config object (e.g. AutoConfig.from_pretrained(...))."
+            )
+        config = tiny.full_config(model)
+        name = model
+    else:
+        raise FriendlyError(f"model must be a hub id, a folder or a config object, not {type(model).__name__}.")
+    config.num_labels = num_labels
+    return config, name
+
+
+def _blocks(model, layers: int):
+    """The ModuleList holding the transformer blocks."""
+    import torch
+
+    for module in model.modules():
+        if isinstance(module, torch.nn.ModuleList) and len(module) == layers:
+            return module
+    raise FriendlyError(f"Cannot find the {layers} transformer blocks of {type(model).__name__}.")
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Silence library chatter while counting on meta (deprecation warnings, bitsandbytes' CPU notice)."""
+    bnb_logger = logging.getLogger("bitsandbytes")
+    level = bnb_logger.level
+    bnb_logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        bnb_logger.setLevel(level)
+
+
+def _peft_config(method: str, task: str, lora_r: int, lora_targets, num_virtual_tokens: int):
+    with _quiet():
+        import peft
+
+    task_type = "SEQ_CLS" if task == "seq-cls" else "CAUSAL_LM"
+    if method in ("lora", "qlora"):
+        return peft.LoraConfig(r=lora_r, lora_alpha=2 * lora_r, lora_dropout=0.05,
+                               target_modules=lora_targets, task_type=task_type)
+    if method == "prompt":
+        return peft.PromptTuningConfig(task_type=task_type, num_virtual_tokens=num_virtual_tokens)
+    if method == "ptuning":
+        return peft.PromptEncoderConfig(task_type=task_type, num_virtual_tokens=num_virtual_tokens)
+    if method == "prefix":
+        return peft.PrefixTuningConfig(task_type=task_type, num_virtual_tokens=num_virtual_tokens)
+    return None
+
+
+@functools.lru_cache(maxsize=64)
+def _facts_cached(config_json: str, config_class: str, name: str, task: str, method: str, lora_r: int,
+                  lora_targets, trainable_blocks, num_virtual_tokens: int) -> ModelFacts:
+    import torch
+    import transformers
+
+    config = getattr(transformers, config_class).from_dict(json.loads(config_json))
+    auto = (transformers.AutoModelForSequenceClassification if task == "seq-cls"
+            else transformers.AutoModelForCausalLM)
+    layers = config.num_hidden_layers
+    targets = list(lora_targets) if isinstance(lora_targets, tuple) else lora_targets
+    with torch.device("meta"), _quiet():
+        model = auto.from_config(config)
+        base_params = sum(p.numel() for p in model.parameters())
+        head = model.get_output_embeddings() if task == "causal-lm" else None
+        if head is None:
+            head = getattr(model, "classifier", None) or getattr(model, "score", None)
+        head_params = sum(p.numel() for p in head.parameters()) if head is not None else 0
+        blocks = _blocks(model, layers)
+        linears = [m for m in blocks[0].modules() if isinstance(m, torch.nn.Linear)]
+        block_linear = sum(m.weight.numel() for m in linears)
+        block_all = sum(p.numel() for p in blocks[0].parameters())
+        largest = max((m.weight.numel() for m in linears), default=0)
+        n_trainable_blocks = layers
+        if method == "frozen":
+            k = 2 if trainable_blocks is None else int(trainable_blocks)
+            if not 0 <= k <= layers:
+                raise FriendlyError(f"trainable_blocks={k}: this model has {layers} blocks.")
+            n_trainable_blocks = k
+            for p in model.parameters():
+                p.requires_grad_(False)
+            for block in list(blocks)[layers - k:]:
+                for p in block.parameters():
+                    p.requires_grad_(True)
+            if task == "seq-cls" and head is not None:  # a new head must learn
+                for p in head.parameters():
+                    p.requires_grad_(True)
+        peft_config = _peft_config(method, task, lora_r, targets, num_virtual_tokens)
+        if peft_config is not None:
+            import peft
+
+            try:
+                model = peft.get_peft_model(model, peft_config)
+            except ValueError as err:  # e.g. target modules not found
+                raise FriendlyError(f"peft could not apply {method} to {name}: {err}") from None
+        adapted = [m for m in _blocks(model, layers)[0].modules() if hasattr(m, "lora_A")]
+        embeddings = sum(m.weight.numel() for m in model.modules()
+                         if isinstance(m, torch.nn.Embedding) and m.weight.requires_grad)
+        trainable = [p.numel() for p in model.parameters() if p.requires_grad]
+        total = sum(p.numel() for p in model.parameters())
+    family = FAMILY_OF_MODEL_TYPE.get(config.model_type, "phi3")
+    heads = config.num_attention_heads
+    intermediate = getattr(config, "intermediate_size", None) or 4 * config.hidden_size
+    dropout = getattr(config, "attention_probs_dropout_prob", 0.0) or getattr(config, "attention_dropout", 0.0)
+    return ModelFacts(
+        name=name, family=family, model_type=config.model_type, task=task, layers=layers,
+        hidden=config.hidden_size, intermediate=intermediate, heads=heads, vocab=config.vocab_size,
+        base_params=base_params, total_params=total, trainable_params=sum(trainable),
+        trainable_sizes=tuple(trainable), trainable_embedding_params=embeddings, added_params=total - base_params,
+        block_linear_params=block_linear, block_params=block_all, largest_linear=largest, linears_per_block=len(linears),
+        adapted_per_block=len(adapted), adapted_inputs_per_block=sum(m.in_features for m in adapted),
+        head_params=head_params, quantized_params=block_linear * layers,
+        trainable_blocks=n_trainable_blocks, causal=task == "causal-lm" or family != "roberta",
+        attention_dropout=float(dropout or 0.0),
+    )
+
+
+def model_facts(model, *, task="causal-lm", num_labels=2, method="full", lora_r=8, lora_targets=None,
+                trainable_blocks=None, num_virtual_tokens=20) -> ModelFacts:
+    """Count the model with its method applied (cached: repeated estimates are instant)."""
+    _check_choice("task", task, TASKS)
+    _check_choice("method", method, METHODS)
+    config, name = _config_from(model, num_labels)
+    targets = tuple(lora_targets) if isinstance(lora_targets, (list, tuple)) else lora_targets
+    if method == "qlora" and targets is None:
+        targets = "all-linear"  # QLoRA adapts every linear layer to make up for quantisation
+    return _facts_cached(config.to_json_string(use_diff=False), type(config).__name__, name, task, method,
+                         int(lora_r), targets, trainable_blocks, int(num_virtual_tokens))
+
+
+def _check_choice(what: str, value, choices) -> None:
+    if value not in choices:
+        raise FriendlyError(f"Unknown {what} {value!r}; choose one of {', '.join(map(str, choices))}.")
+
+
+# --------------------------------------------------------------------------- the estimate
+@dataclass
+class Estimate:
+    """Peak memory and step time of one training configuration (GiB and seconds)."""
+
+    peak_allocated_gib: float
+    peak_reserved_gib: float
+    peak_device_gib: float
+    step_time_s: float | None
+    breakdown: dict  # name -> GiB at the peak; sums to peak_device_gib
+    trainable_params: int
+    total_params: int
+    inputs: dict = field(default_factory=dict)
+    notes: list = field(default_factory=list)
+    gpu: str | None = None
+    usable_gib: float | None = None
+    tokens_per_s: float | None = None
+    time_terms: dict | None = None  # what step_time_s is made of (see time_terms())
+    components: dict = field(default_factory=dict)  # every component in GiB, at the peak or not
+
+    @property
+    def fits(self) -> bool | None:
+        """Whether the peak device memory stays within the GPU's usable memory (None without gpu)."""
+        return None if self.usable_gib is None else self.peak_device_gib <= self.usable_gib
+
+    def as_dict(self) -> dict:
+        return {
+            "peak_allocated_gib": round(self.peak_allocated_gib, 3),
+            "peak_reserved_gib": round(self.peak_reserved_gib, 3),
+            "peak_device_gib": round(self.peak_device_gib, 3),
+            "step_time_s": None if self.step_time_s is None else round(self.step_time_s, 4),
+            "tokens_per_s": None if self.tokens_per_s is None else round(self.tokens_per_s, 1),
+            "trainable_params": self.trainable_params,
+            "total_params": self.total_params,
+            "breakdown": {k: round(v, 3) for k, v in self.breakdown.items()},
+            "components": {k: round(v, 4) for k, v in self.components.items()},
+            "gpu": self.gpu,
+            "usable_gib": None if self.usable_gib is None else round(self.usable_gib, 2),
+            "fits": self.fits,
+            "inputs": self.inputs,
+            "notes": self.notes,
+            "calibration": {"gpu": CALIBRATION["gpu"], "date": CALIBRATION["date"]},
+        }
+
+    def table(self) -> str:
+        i = self.inputs
+        lines = [
+            f"Estimate for {i.get('model')} ({i.get('task')}), method {i.get('method')}"
+            + (f" r={i.get('lora_r')}" if i.get("method") in ("lora", "qlora") else ""),
+            f"  optimizer {i.get('optimizer')}, precision {i.get('precision')}, weights "
+            f"{i.get('weights_dtype')}, gradient checkpointing {'on' if i.get('gradient_checkpointing') else 'off'}, "
+            f"micro-batch {i.get('micro_batch')} x seq {i.get('seq_len')}"
+            + (f", accumulation {i.get('grad_accum')}" if i.get("grad_accum", 1) > 1 else ""),
+            f"  parameters: {self.total_params:,} total, {self.trainable_params:,} trainable "
+            f"({100 * self.trainable_params / max(self.total_params, 1):.4g} %)",
+            "",
+            f"  {'component (at the peak)':52s} {'GiB':>8s}",
+        ]
+        for name, gib in self.breakdown.items():
+            lines.append(f"  {name:52s} {gib:8.2f}")
+        lines += [
+            f"  {'-' * 61}",
+            f"  {'peak allocated (torch.cuda.max_memory_allocated)':52s} {self.peak_allocated_gib:8.2f}",
+            f"  {'peak reserved (torch.cuda.max_memory_reserved)':52s} {self.peak_reserved_gib:8.2f}",
+            f"  {'peak device used (NVML, as helpers.memory reads it)':52s} {self.peak_device_gib:8.2f}",
+        ]
+        if self.gpu:
+            verdict = "fits" if self.fits else "does NOT fit"
+            lines.append(f"  on {self.gpu} ({self.usable_gib:.1f} GiB usable): {verdict}")
+            lines.append(f"  step time (one optimizer step): {self.step_time_s:.3f} s"
+                         f"  ({self.tokens_per_s:,.0f} tokens/s)")
+        for note in self.notes:
+            lines.append(f"  note: {note}")
+        lines.append(f"  (calibrated on {CALIBRATION['gpu']}, {CALIBRATION['date']}; see docs/estimator.md)")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.table()
+
+
+def estimate(model, *, task="causal-lm", num_labels=2, method="full", lora_r=8, lora_targets=None,
+             trainable_blocks=None, num_virtual_tokens=20, optimizer="adamw", precision="bf16",
+             weights_dtype=None, double_quant=True, gradient_checkpointing=False, micro_batch=1,
+             seq_len=512, grad_accum=1, gpu=None) -> Estimate:
+    """Estimate peak memory (allocated, reserved, device-used) and step time of a training run.
+
+    model: a hub id with an offline config (helpers.tiny.FULL_CONFIGS), a local checkpoint
+    folder or a transformers config. method: full | frozen (train the last `trainable_blocks`)
+    | lora | qlora | prompt | ptuning | prefix. precision: the Trainer's mixed precision
+    (fp16/bf16 = autocast over fp32 weights) or fp32. weights_dtype: the dtype the weights are
+    loaded in (default fp32; QLoRA: NF4 blocks, the rest fp32 after prepare_model_for_kbit_training).
+    gpu: a name from helpers.gpus (None: no CUDA context and no step time, e.g. a CPU run).
+    step_time_s is the time of one optimizer step (grad_accum micro-batches).
+    """
+    _check_choice("optimizer", optimizer, OPTIMIZERS)
+    _check_choice("precision", precision, PRECISIONS)
+    if weights_dtype is not None:
+        _check_choice("weights_dtype", weights_dtype, WEIGHT_DTYPES)
+    for what, value in (("micro_batch", micro_batch), ("seq_len", seq_len), ("grad_accum", grad_accum)):
+        if int(value) != value or value < 1:
+            raise FriendlyError(f"{what} must be a positive whole number, got {value!r}.")
+    if method == "prefix" and gradient_checkpointing:
+        # peft refuses this pair when checkpointing is on first; switched on afterwards (e.g. by
+        # TrainingArguments(gradient_checkpointing=True)) the prefix silently gets no gradient
+        # (seen here with peft 0.21.2, transformers 5.23), so there is nothing worth estimating.
+        raise FriendlyError("Prefix tuning does not work with gradient checkpointing: peft refuses it, and "
+                            "when checkpointing is switched on later the prefix receives no gradient. "
+                            "Turn gradient checkpointing off (or use prompt tuning / LoRA).")
+    gpu_spec = _gpus.get(gpu) if gpu is not None else None
+    facts = model_facts(model, task=task, num_labels=num_labels, method=method, lora_r=lora_r,
+                        lora_targets=lora_targets, trainable_blocks=trainable_blocks,
+                        num_virtual_tokens=num_virtual_tokens)
+    cal = CALIBRATION
+    opt = OPTIMIZERS[optimizer]
+    notes = []
+    wdtype = weights_dtype or "fp32"
+    amp = precision != "fp32"
+    qlora = method == "qlora"
+
+    # ---- static: weights, adapters, optimizer state -----------------------------------------
+    parts = {}  # bytes
+    if qlora:
+        parts["weights (NF4, blocks' linear layers)"] = facts.quantized_params * NF4_BITS[double_quant] / 8
+        parts["weights (fp32: embeddings, head, norms)"] = (facts.base_params - facts.quantized_params) * 4
+        if wdtype != "fp32":
+            notes.append("QLoRA: weights outside the NF4 layers are counted in fp32, as "
+                         "prepare_model_for_kbit_training leaves them.")
+        wdtype = "nf4"
+    else:
+        parts[f"weights ({wdtype})"] = facts.base_params * BYTES[wdtype]
+    trainable_bytes = 4 if (facts.added_params or wdtype in ("fp32", "nf4")) else BYTES[wdtype]
+    if facts.added_params:
+        parts["trainable adapters (fp32)"] = facts.added_params * 4
+    grads = facts.trainable_params * trainable_bytes
+    state = _optimizer_state_bytes(facts.trainable_sizes, optimizer, trainable_bytes)
+    if opt["eight_bit"]:  # Trainer registers nn.Embedding weights for 32-bit state with bitsandbytes
+        state += facts.trainable_embedding_params * (8 - ADAM8_BYTES)
+    if opt["paged"]:
+        paged_state = state
+        torch_state = 0.0
+    else:
+        paged_state = 0.0
+        torch_state = state
+
+    # ---- activations -------------------------------------------------------------------------
+    b, s = micro_batch, seq_len
+    extra_tokens = num_virtual_tokens if method in ("prompt", "ptuning") else 0
+    kv_extra = num_virtual_tokens if method == "prefix" else 0
+    s_q, s_kv = s + extra_tokens, s + extra_tokens + kv_extra
+    t = b * s_q
+    if qlora:
+        regime, act_kind = "qlora-amp", "amp"
+    else:
+        act_kind = "amp" if (amp and wdtype == "fp32") else ("fp32" if wdtype == "fp32" else "bf16")
+        kind = "full" if method in ("full", "frozen") else "frozen"
+        regime = f"{kind}-{act_kind}"
+    coeffs = ACTIVATION_COEFFS.get(facts.family, ACTIVATION_COEFFS["phi3"])
+    c_h, c_i = coeffs[regime]
+    c_att = ATTENTION_PROBS_BYTES.get(facts.family, 0.0)
+    if gpu_spec is None and facts.family == "roberta" and facts.attention_dropout > 0:
+        c_att = CPU_ATTENTION_PROBS_BYTES
+    # one block's saved activations (bytes)
+    block = cal["activation_scale"].get(facts.family, 1.0) * t * (c_h * facts.hidden + c_i * facts.intermediate)
+    block += t * facts.heads * s_kv * c_att
+    block += t * cal["lora_bytes"]["amp" if qlora else act_kind] * facts.adapted_inputs_per_block
+    if amp and wdtype == "fp32":  # autocast keeps a 16-bit copy of each fp32 weight it multiplies
+        block += 2 * facts.block_linear_params
+    blocks_saving = facts.trainable_blocks if method == "frozen" else facts.layers
+    stream_bytes = 4 if (wdtype in ("fp32", "nf4")) else 2  # dtype of the residual stream
+    if not blocks_saving:
+        block = 0.0
+    if gradient_checkpointing:  # each block's input; one block at a time is recomputed
+        activations = blocks_saving * t * facts.hidden * stream_bytes
+        recomputed = block
+    else:
+        activations = blocks_saving * block
+        recomputed = 0.0
+    beta = cal["backward_factor"].get(facts.family, cal["backward_factor"]["default"])
+    working = beta * block
+    logits = b * s * facts.vocab * cal["logits_bytes"] if task == "causal-lm" else 0.0
+    head_copy = 2 * facts.head_params if (amp and task == "causal-lm" and wdtype in ("fp32", "nf4")) else 0.0
+    dequant = 0.0
+    if qlora:
+        # bitsandbytes dequantises one weight to bf16 at a time; under fp16 autocast it is cast again
+        dequant = 2 * facts.largest_linear * (2 if precision == "fp16" else 1)
+    step_temp = facts.trainable_params * opt["temp"]
+
+    # ---- the peak: the start of the backward pass, its end, or the optimizer step -------------
+    # At the start every activation is kept and the head's backward (logits, loss) or a block's
+    # backward (working set, a dequantised weight) runs on top. Where weights train (full,
+    # frozen) gradients grow as activations are freed: at the end of the blocks the gradients
+    # of every block are there with one block's activations. The optimizer step holds all
+    # gradients (+ foreach temporaries).
+    head_grads = facts.head_params * trainable_bytes if method in ("full", "frozen") else 0.0
+    block_grads = facts.block_params * trainable_bytes * (blocks_saving if method in ("full", "frozen") else 0)
+    small_grads = grads if facts.added_params else head_grads
+    # prefix tuning: the forward returns a cache of every layer's keys and values, prefix included,
+    # promoted to fp32 by the concatenation with the fp32 prefix; it lives until the loss is taken
+    cache = blocks_saving * 2 * b * s_kv * facts.hidden * 4 if method == "prefix" else 0.0
+    start = activations + cache + max(logits + head_copy, recomputed + working + dequant) + small_grads
+    end = block + working + dequant + block_grads + head_grads if method in ("full", "frozen") else 0.0
+    step = grads + step_temp
+    phase = max((start, "backward (start)"), (end, "backward (end)"), (step, "optimizer step"))[1]
+    dynamic = max(start, end, step)
+
+    weights_total = sum(parts.values())
+    peak_alloc = weights_total + torch_state + dynamic
+    largest_grad = max(facts.trainable_sizes, default=0) * trainable_bytes if method in ("full", "frozen") else 0.0
+    attention_probs = b * facts.heads * s_q * s_kv * c_att  # one eager block's probabilities
+    slack = (cal["slack_gib"] + (cal["slack_causal_lm_gib"] if task == "causal-lm" else 0.0)) * GIB
+    slack += (cal["slack_per_large_grad"] * largest_grad + cal["slack_per_attention"] * attention_probs
+              + cal["slack_per_cache"] * cache + cal["slack_per_step_temp"] * step_temp)
+    peak_reserved = peak_alloc + slack
+    driver = context = 0.0
+    if gpu_spec is not None:
+        driver = cal["driver_reserved_gib"] * GIB
+        context = cal["context_gib"] * GIB
+        if qlora or opt["eight_bit"] or opt["paged"]:
+            context += cal["bnb_context_gib"] * GIB
+    peak_device = peak_reserved + context + driver + paged_state
+
+    breakdown = {name: v / GIB for name, v in parts.items()}
+    if torch_state:
+        breakdown[f"optimizer state ({optimizer})"] = torch_state / GIB
+    if phase == "backward (start)":
+        if small_grads:
+            breakdown["gradients"] = small_grads / GIB
+        breakdown["activations" + (" (block inputs, checkpointed)" if gradient_checkpointing else "")] = activations / GIB
+        if cache:
+            breakdown["prefix keys/values cache (fp32, all layers)"] = cache / GIB
+        if logits + head_copy >= recomputed + working + dequant:
+            if logits:
+                breakdown["logits and loss"] = logits / GIB
+            if head_copy:
+                breakdown["16-bit copy of the output head (autocast)"] = head_copy / GIB
+        else:
+            if recomputed:
+                breakdown["activations of the recomputed block"] = recomputed / GIB
+            breakdown["backward working set (one block)"] = working / GIB
+            if dequant:
+                breakdown["dequantised 4-bit weight (transient)"] = dequant / GIB
+    elif phase == "backward (end)":
+        breakdown["gradients (blocks and head)"] = (block_grads + head_grads) / GIB
+        breakdown["activations and working set (one block)"] = (block + working + dequant) / GIB
+    else:
+        breakdown["gradients"] = grads / GIB
+        if step_temp:
+            breakdown["optimizer step temporaries"] = step_temp / GIB
+        notes.append("the peak is at the optimizer step: gradients and optimizer temporaries outweigh activations")
+    breakdown["allocator slack (reserved - allocated)"] = slack / GIB
+    if paged_state:
+        breakdown["optimizer state (paged: outside PyTorch)"] = paged_state / GIB
+    if context:
+        breakdown["CUDA context and kernels"] = context / GIB
+    if driver:
+        breakdown["driver-reserved memory (NVML counts it)"] = driver / GIB
+
+    seconds = tokens_per_s = terms = None
+    if gpu_spec is not None:
+        terms = time_terms(facts, gpu_spec, method, optimizer, b, s_q, gradient_checkpointing, precision,
+                           grad_accum, trainable_bytes)
+        seconds = step_time(terms)
+        tokens_per_s = grad_accum * b * s / seconds
+        if gpu_spec.name != CALIBRATION["gpu"]:
+            notes.append(f"time on {gpu_spec.name} is extrapolated from the {CALIBRATION['gpu']} calibration: its "
+                         "datasheet throughput and bandwidth, the H200 host's per-layer overheads; memory "
+                         "includes the H200's driver reservation and context")
+        if precision == "bf16" and not gpu_spec.bf16:
+            notes.append(f"{gpu_spec.name} has no native bf16: use fp16 there (bf16 would be emulated).")
+
+    inputs = dict(model=facts.name, task=task, num_labels=num_labels if task == "seq-cls" else None,
+                  method=method, lora_r=lora_r if method in ("lora", "qlora") else None,
+                  lora_targets=(list(lora_targets) if isinstance(lora_targets, (list, tuple)) else lora_targets)
+                  if method in ("lora", "qlora") else None,
+                  trainable_blocks=facts.trainable_blocks if method == "frozen" else None,
+                  num_virtual_tokens=num_virtual_tokens if method in ("prompt", "ptuning", "prefix") else None,
+                  optimizer=optimizer, precision=precision, weights_dtype=wdtype,
+                  gradient_checkpointing=bool(gradient_checkpointing), micro_batch=int(micro_batch),
+                  seq_len=int(seq_len), grad_accum=int(grad_accum), phase_at_peak=phase)
+    return Estimate(
+        peak_allocated_gib=peak_alloc / GIB, peak_reserved_gib=peak_reserved / GIB,
+        peak_device_gib=peak_device / GIB, step_time_s=seconds, breakdown=breakdown,
+        trainable_params=facts.trainable_params, total_params=facts.total_params, inputs=inputs,
+        notes=notes, gpu=gpu_spec.name if gpu_spec else None,
+        usable_gib=gpu_spec.usable_gib if gpu_spec else None, tokens_per_s=tokens_per_s, time_terms=terms,
+        components={k: v / GIB for k, v in dict(
+            weights=weights_total, gradients=grads, optimizer_state=torch_state, optimizer_state_paged=paged_state,
+            activations=activations, block_activations=block, backward_working_set=working, prefix_cache=cache,
+            logits=logits, head_copy=head_copy, dequantised_weight=dequant, optimizer_temporaries=step_temp,
+            allocator_slack=slack, cuda_context=context, driver_reserved=driver).items()},
+    )
+
+
+def _optimizer_state_bytes(sizes, optimizer: str, param_bytes: int) -> float:
+    opt = OPTIMIZERS[optimizer]
+    if opt["eight_bit"]:
+        return sum(n * ADAM8_BYTES if n >= ADAM8_MIN_SIZE else n * 8 for n in sizes)
+    # torch keeps Adam's two moments in the parameter's dtype; bitsandbytes 32-bit in fp32
+    per = opt["state"] * (param_bytes / 4 if not opt["paged"] else 1)
+    return sum(sizes) * per
+
+
+def time_terms(facts: ModelFacts, gpu, method: str, optimizer: str, b: int, s: int, checkpointing: bool,
+               precision: str, grad_accum: int = 1, trainable_bytes: int = 4) -> dict:
+    """The quantities step time is made of, per optimizer step (calibration fits their weights).
+
+    flops: matrix products; bytes: memory traffic of dequantisation and the optimizer;
+    attention_elements: eager attention probabilities streamed; *_passes: a block's forward or
+    backward (kernel launches cost time whatever their size); optimizer_tensors: bitsandbytes'
+    optimizers launch once per parameter tensor.
+    """
+    t = b * s
+    eager = facts.family in ATTENTION_PROBS_BYTES
+    # QK^T and PV per token; sdpa's flash kernels skip the masked half of a causal attention
+    attention = 4 * s * facts.hidden * (0.5 if facts.causal and not eager else 1.0)
+    block_fwd = t * (2 * facts.block_linear_params + attention)
+    head_fwd = 2 * t * facts.head_params if facts.task == "causal-lm" else 0.0
+    L = facts.layers
+    if method == "full":
+        bwd_blocks, bwd_mult = L, 2.0
+    elif method == "frozen":
+        bwd_blocks, bwd_mult = facts.trainable_blocks, 2.0
+    else:  # frozen base: the gradient flows back to the input (or the first adapter) only
+        bwd_blocks, bwd_mult = L, 1.0
+    recompute = bwd_blocks if checkpointing else 0
+    flops = (L + recompute) * block_fwd + bwd_mult * bwd_blocks * block_fwd + 2 * head_fwd
+    passes = L + recompute + bwd_blocks
+    dequant = passes * facts.block_linear_params * 4.5 if method == "qlora" else 0.0  # read 0.5 B, write + read 2 B
+    attention_elements = passes * t * facts.heads * s if eager else 0.0
+    opt = OPTIMIZERS[optimizer]
+    state_bytes = opt["state"] * (1 if opt["eight_bit"] else trainable_bytes / 4)
+    optimizer_bytes = facts.trainable_params * (3 * trainable_bytes + 2 * state_bytes)
+    bnb = opt["eight_bit"] or opt["paged"]
+    return {
+        "flops": grad_accum * flops,
+        "peak_flops": 1e12 * (gpu.tflops if precision != "fp32" else gpu.fp32_tflops),
+        "bytes": grad_accum * dequant + optimizer_bytes,
+        "attention_elements": grad_accum * attention_elements,
+        "bandwidth": gpu.bandwidth_gbs * 1e9,
+        "block_passes": grad_accum * passes,
+        "adapter_passes": grad_accum * passes * facts.adapted_per_block,
+        "quant_passes": grad_accum * passes * (facts.linears_per_block if method == "qlora" else 0),
+        "checkpointed_blocks": grad_accum * recompute,
+        "optimizer_tensors": len(facts.trainable_sizes) if bnb else 0,
+        "steps": 1,
+    }
+
+
+def step_time(terms: dict, cal: dict | None = None) -> float:
+    """Seconds per optimizer step from `time_terms` and the calibrated constants."""
+    cal = cal or CALIBRATION
+    return (terms["flops"] / (terms["peak_flops"] * cal["efficiency"])
+            + (terms["bytes"] + terms["attention_elements"] * cal["attention_bytes"])
+            / (terms["bandwidth"] * cal["bandwidth_efficiency"])
+            + terms["block_passes"] * cal["block_overhead_s"]
+            + terms["adapter_passes"] * cal["adapter_overhead_s"]
+            + terms["quant_passes"] * cal["quant_overhead_s"]
+            + terms["checkpointed_blocks"] * cal["checkpoint_overhead_s"]
+            + terms["optimizer_tensors"] * cal["optimizer_tensor_overhead_s"]
+            + terms["steps"] * cal["step_overhead_s"])
+
+
+# --------------------------------------------------------------------------- fit mode
+@dataclass
+class Fit:
+    """The largest micro-batch that fits on `gpu`, the accumulation for the effective batch."""
+
+    micro_batch: int
+    grad_accum: int
+    estimate: Estimate
+    gpu: str
+    effective_batch: int
+    fits: bool
+    message: str
+
+    def __iter__(self):  # micro_batch, grad_accum, estimate = fit(...)
+        return iter((self.micro_batch, self.grad_accum, self.estimate))
+
+    def as_dict(self) -> dict:
+        return {"gpu": self.gpu, "effective_batch": self.effective_batch, "micro_batch": self.micro_batch,
+                "grad_accum": self.grad_accum, "fits": self.fits, "message": self.message,
+                "estimate": self.estimate.as_dict()}
+
+
+def fit(model, *, gpu="T4", effective_batch=16, headroom_gib=0.0, **kwargs) -> Fit:
+    """Largest micro-batch (a divisor of effective_batch) whose peak fits on `gpu`.
+
+    Returns Fit(micro_batch, grad_accum, estimate, ...); unpack it as a tuple if you like.
+    `headroom_gib` keeps that much memory free (e.g. for evaluation or fragmentation).
+    """
+    if int(effective_batch) != effective_batch or effective_batch < 1:
+        raise FriendlyError(f"effective_batch must be a positive whole number, got {effective_batch!r}.")
+    spec = _gpus.get(gpu)
+    kwargs.pop("micro_batch", None)
+    kwargs.pop("grad_accum", None)
+    budget = spec.usable_gib - headroom_gib
+    best = None
+    for micro in sorted((d for d in range(1, effective_batch + 1) if effective_batch % d == 0)):
+        est = estimate(model, gpu=spec.name, micro_batch=micro, grad_accum=effective_batch // micro, **kwargs)
+        if est.peak_device_gib > budget:
+            break  # memory grows with the micro-batch: larger ones will not fit either
+        best = est
+    if best is None:
+        est = estimate(model, gpu=spec.name, micro_batch=1, grad_accum=effective_batch, **kwargs)
+        message = (f"Does not fit on {spec.name} even with micro-batch 1: {est.peak_device_gib:.2f} GiB "
+                   f"needed, {budget:.2f} GiB usable. Try gradient checkpointing, a shorter sequence, "
+                   "LoRA/QLoRA or an 8-bit/paged optimizer.")
+        return Fit(1, effective_batch, est, spec.name, effective_batch, False, message)
+    micro = best.inputs["micro_batch"]
+    message = (f"micro-batch {micro} x {effective_batch // micro} accumulation steps = {effective_batch} on "
+               f"{spec.name}: {best.peak_device_gib:.2f} of {spec.usable_gib:.1f} GiB, "
+               f"{best.step_time_s:.2f} s per optimizer step")
+    return Fit(micro, effective_batch // micro, best, spec.name, effective_batch, True, message)
+
+
+def error(estimated: float | None, measured: float | None) -> float | None:
+    """Relative error of an estimate: (estimated - measured) / measured (0.05 = 5 % too high).
+
+    None when either figure is missing (e.g. no NVML reading, or no step time without a GPU).
+    """
+    if measured is None or estimated is None:
+        return None
+    if measured == 0:
+        raise FriendlyError("error(): the measured value is 0, a relative error is undefined.")
+    return (estimated - measured) / measured
+
+
+def gpu_key(name: str | None) -> str | None:
+    """The estimator's name for a GPU ('NVIDIA H200' -> 'H200'), or None for a CPU or an unknown GPU."""
+    if not name or str(name).strip().lower() == "cpu":
+        return None
+    try:
+        return _gpus.get(name).name
+    except FriendlyError:
+        return None
+
+
+def compare(est: Estimate, measured: dict) -> dict:
+    """Estimated, measured and relative error for each figure both have (a notebook's last table)."""
+    out = {}
+    for key in ("peak_allocated_gib", "peak_reserved_gib", "peak_device_gib", "step_time_s"):
+        e, m = getattr(est, key), measured.get(key)
+        if e is not None and m:
+            out[key] = {"estimated": round(e, 3), "measured": round(m, 3), "error": round(error(e, m), 4)}
+    return out
+
+
+# --------------------------------------------------------------------------- presets and CLI
+# One per notebook recipe (and per method of notebook 05). Figures not published by the posts
+# (01's batch and length) are this project's choices, stated in the notebooks.
+PRESETS = {
+    "lora-xlmr-large": dict(
+        notebook="01", model="xlm-roberta-large", task="seq-cls", num_labels=214, method="lora", lora_r=16,
+        lora_targets=["query", "value"], optimizer="adamw", precision="fp16", micro_batch=8, seq_len=512,
+        gpu="T4"),
+    "qlora-neox-20b": dict(
+        notebook="02", model="EleutherAI/gpt-neox-20b", task="causal-lm", method="qlora", lora_r=8,
+        lora_targets=["query_key_value"], optimizer="paged_adamw_8bit", precision="fp16",
+        gradient_checkpointing=True, micro_batch=1, seq_len=64, grad_accum=8, gpu="T4"),
+    "qlora-phi3-mini": dict(
+        notebook="03", model="microsoft/Phi-3-mini-4k-instruct", task="causal-lm", method="qlora", lora_r=16,
+        lora_targets="all-linear", optimizer="paged_adamw_32bit", precision="fp16",
+        gradient_checkpointing=True, micro_batch=1, seq_len=1024, grad_accum=4, gpu="T4"),
+    "full-bloom-560m": dict(
+        notebook="04", model="bigscience/bloom-560m", task="seq-cls", num_labels=2, method="full",
+        optimizer="adam", precision="fp16", micro_batch=1, seq_len=1024, grad_accum=16, gpu="T4"),
+}
+for _method, _extra in {
+    "full": {}, "frozen": dict(trainable_blocks=2), "prompt": dict(num_virtual_tokens=20),
+    "ptuning": dict(num_virtual_tokens=20), "prefix": dict(num_virtual_tokens=20),
+    "lora-qv": dict(method="lora", lora_r=8, lora_targets=["query", "value"]),
+    "lora-all": dict(method="lora", lora_r=8, lora_targets="all-linear"),
+    "qlora": dict(lora_r=8, lora_targets="all-linear", optimizer="paged_adamw_8bit"),
+}.items():
+    PRESETS[f"roberta-large-{_method}"] = dict(
+        notebook="05", model="roberta-large", task="seq-cls", num_labels=2, method=_method,
+        optimizer="adamw", precision="fp16", micro_batch=32, seq_len=256, gpu="T4")
+    PRESETS[f"roberta-large-{_method}"].update(_extra)
+
+ESTIMATE_KEYS = ("task", "num_labels", "method", "lora_r", "lora_targets", "trainable_blocks",
+                 "num_virtual_tokens", "optimizer", "precision", "weights_dtype", "double_quant",
+                 "gradient_checkpointing", "micro_batch", "seq_len", "grad_accum", "gpu")
+
+
+def preset(name: str) -> dict:
+    """The settings of a preset (a copy: change what you like and pass it to estimate(**...))."""
+    if name not in PRESETS:
+        raise FriendlyError(f"Unknown preset {name!r}. Presets: {', '.join(PRESETS)}.")
+    settings = dict(PRESETS[name])
+    settings.pop("notebook", None)
+    return settings
+
+
+def _bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected on/off, got {text!r}")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m helpers.estimate",
+        description="Estimate peak GPU memory and step time of a fine-tuning recipe before training.",
+        epilog="Example: python -m helpers.estimate --preset qlora-neox-20b --gpu T4 --fit --effective-batch 8",
+    )
+    p.add_argument("--preset", help=f"a recipe: {', '.join(PRESETS)}")
+    p.add_argument("--list-presets", action="store_true", help="list the presets and exit")
+    p.add_argument("--model", help="hub id with an offline config, or a local checkpoint folder")
+    p.add_argument("--task", choices=TASKS)
+    p.add_argument("--num-labels", type=int)
+    p.add_argument("--method", choices=METHODS)
+    p.add_argument("--lora-r", type=int)
+    p.add_argument("--lora-targets", help="comma-separated module names, or all-linear")
+    p.add_argument("--trainable-blocks", type=int, help="method frozen: how many last blocks train")
+    p.add_argument("--num-virtual-tokens", type=int)
+    p.add_argument("--optimizer", choices=list(OPTIMIZERS))
+    p.add_argument("--precision", choices=PRECISIONS)
+    p.add_argument("--weights-dtype", choices=WEIGHT_DTYPES)
+    p.add_argument("--double-quant", type=_bool, metavar="on|off")
+    p.add_argument("--gradient-checkpointing", type=_bool, metavar="on|off")
+    p.add_argument("--micro-batch", type=int)
+    p.add_argument("--seq-len", type=int)
+    p.add_argument("--grad-accum", type=int)
+    p.add_argument("--gpu", help=f"one of {', '.join(_gpus.known())}, or 'none'")
+    p.add_argument("--fit", action="store_true", help="find the largest micro-batch that fits on --gpu")
+    p.add_argument("--effective-batch", type=int, help="with --fit: micro-batch x accumulation")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    return p
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    if args.list_presets:
+        for name, settings in PRESETS.items():
+            print(f"{name:28s} notebook {settings['notebook']}: {settings['model']}, {settings['method']}")
+        return 0
+    settings = preset(args.preset) if args.preset else {}
+    overrides = {k: getattr(args, k) for k in ESTIMATE_KEYS if getattr(args, k, None) is not None}
+    if args.model:
+        overrides["model"] = args.model
+    if "lora_targets" in overrides and overrides["lora_targets"] != "all-linear":
+        overrides["lora_targets"] = [t.strip() for t in overrides["lora_targets"].split(",") if t.strip()]
+    settings.update(overrides)
+    if settings.get("gpu") in ("none", "None", ""):
+        settings["gpu"] = None
+    if "model" not in settings:
+        print("Give --preset or --model (see --help; --list-presets lists the recipes).", file=sys.stderr)
+        return 2
+    model = settings.pop("model")
+    try:
+        if args.fit:
+            gpu = settings.pop("gpu", None) or "T4"
+            effective = args.effective_batch or settings.get("micro_batch", 1) * settings.get("grad_accum", 1)
+            result = fit(model, gpu=gpu, effective_batch=effective, **settings)
+            print(json.dumps(result.as_dict(), indent=2) if args.json
+                  else result.estimate.table() + "\n\n" + result.message)
+        else:
+            result = estimate(model, **settings)
+            print(json.dumps(result.as_dict(), indent=2) if args.json else result.table())
+    except FriendlyError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+

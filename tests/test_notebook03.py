@@ -1,0 +1,147 @@
+"""Notebook 03 (accounting SFT): its data, the chat formatting, the recipe's configs and the scorer.
+
+The sample must carry checkable answers (every entry balances and parses back), the formatting must
+follow the chat template (answers in training rows only), the builders must set what the recipe says
+with today's argument names, and exact match must mean the same entry whatever its layout.
+"""
+from decimal import Decimal
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from helpers import sft
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "data" / "accounting.csv"
+
+
+@pytest.fixture(scope="module")
+def table():
+    return pd.read_csv(SAMPLE)
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    from transformers import AutoTokenizer
+
+    from helpers import tiny
+
+    return AutoTokenizer.from_pretrained(tiny.tiny_checkpoint("chat", corpus="accounting.csv", **sft.SMOKE_MODEL))
+
+
+def test_sample_is_small_with_input_and_output_columns(table):
+    assert list(table.columns) == ["input", "output"]
+    assert SAMPLE.stat().st_size < 200_000
+    assert table["input"].is_unique, "a question in both training and test rows would leak"
+
+
+def test_every_journal_entry_parses_and_balances(table):
+    entries = table[table["output"].map(sft.is_entry)]
+    assert 0.85 <= len(entries) / len(table) <= 0.95
+    for answer in entries["output"]:
+        lines = sft.parse_entry(answer)
+        assert len(lines) == answer.count("\n") + 1, answer
+        assert sum(a for s, _, a in lines if s == "Dr") == sum(a for s, _, a in lines if s == "Cr"), answer
+        assert [s for s, _, _ in lines] == sorted((s for s, _, _ in lines), key=lambda s: s != "Dr"), "debits first"
+    concepts = table[~table["output"].map(sft.is_entry)]["output"]
+    assert set(concepts) <= {"Debit", "Credit", "Asset", "Contra asset", "Liability", "Equity", "Revenue", "Expense",
+                             "Balance sheet", "Income statement", "Statement of owner's equity", "Increase", "Decrease"}
+
+
+def test_the_generator_scales_up_with_new_rows():
+    more = sft.generate_rows(1500, seed=7)
+    assert len(more) == 1500 and more["input"].is_unique
+    assert more["output"].map(sft.is_entry).mean() > 0.9
+
+
+def test_parser_reads_common_layouts():
+    assert sft.parse_entry("Debit: Owner’s Drawings $1,250.5\n- Cr Cash 1250.50\nThat is all.") == [
+        ("Dr", "owners drawings", Decimal("1250.50")), ("Cr", "cash", Decimal("1250.50"))]
+    assert sft.parse_entry("Dr Cash.00") == [], "an amount needs its own place on the line"
+    assert sft.parse_entry("no entry here") == []
+
+
+def test_exact_match_ignores_layout_but_not_content():
+    reference = "Dr Supplies 450.00\nCr Cash 450.00"
+    assert sft.score_one("Cr Cash $450\nDr supplies 450.00", reference)["exact"]
+    wrong_amount = sft.score_one("Dr Supplies 450.00\nCr Cash 540.00", reference)
+    assert not wrong_amount["exact"] and wrong_amount["accounts"] and not wrong_amount["amounts"]
+    wrong_side = sft.score_one("Dr Cash 450.00\nCr Supplies 450.00", reference)
+    assert not wrong_side["exact"] and not wrong_side["accounts"] and wrong_side["amounts"]
+    assert sft.score_one("credit.", "Credit")["exact"] and not sft.score_one("Debit", "Credit")["exact"]
+    scores = sft.score([reference, "Debit"], [reference, "Credit"])
+    assert scores["exact_match"] == 0.5 and scores["entry_exact_match"] == 1.0 and scores["concept_exact_match"] == 0.0
+
+
+def test_chat_formatting_puts_answers_in_training_rows_only(tokenizer):
+    question, answer = "Cedar Cafe paid $1,850 for this month's rent.", "Dr Rent Expense 1,850.00\nCr Cash 1,850.00"
+    train = sft.chat_text(tokenizer, question, answer)
+    prompt = sft.chat_text(tokenizer, question)
+    assert f"{sft.PROMPT_PREFIX}: [{question}]" in train and answer in train
+    assert train.startswith(prompt), "the test prompt is the training row cut where the answer begins"
+    assert answer not in prompt and prompt.endswith("<|assistant|>\n")
+    ids = tokenizer(train)["input_ids"]
+    assert ids.count(tokenizer.bos_token_id) == 1, "the template must not add a second BOS"
+    rows = sft.to_dataset(pd.DataFrame({"input": [question], "output": [answer]}), tokenizer, with_answer=False)
+    assert rows[0]["text"] == prompt and rows[0]["output"] == answer
+
+
+def test_generation_pads_on_the_left_and_restores_the_tokenizer(tokenizer):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from helpers import tiny
+
+    model = AutoModelForCausalLM.from_pretrained(tiny.tiny_checkpoint("chat", corpus="accounting.csv", **sft.SMOKE_MODEL),
+                                                 dtype=torch.float32)
+    prompts = [sft.chat_text(tokenizer, "Cash?"), sft.chat_text(tokenizer, "A much longer question about rent " * 3)]
+    side = tokenizer.padding_side
+    together = sft.generate_answers(model, tokenizer, prompts, max_new_tokens=6, batch_size=2)
+    alone = [sft.generate_answers(model, tokenizer, [p], max_new_tokens=6)[0] for p in prompts]
+    assert together == alone, "left padding: a short prompt answers the same alone or in a batch"
+    assert tokenizer.padding_side == side
+
+
+def test_builders_set_the_recipe_with_todays_names(tmp_path):
+    import torch
+
+    args = sft.training_config(tmp_path, batch_size=4, learning_rate=2e-4, max_length=512, eval_steps=50)
+    assert args.lr_scheduler_type == "cosine" and args.warmup_steps == sft.RECIPE["warmup_ratio"]
+    assert args.optim == "paged_adamw_32bit" and args.max_grad_norm == sft.RECIPE["max_grad_norm"]
+    assert args.train_sampling_strategy == "group_by_length"
+    assert args.eval_strategy == "steps" and args.save_steps == args.eval_steps == 50
+    assert args.save_total_limit == 3 and args.load_best_model_at_end and args.metric_for_best_model == "eval_loss"
+    assert args.activation_checkpointing and args.activation_checkpointing_kwargs == {"use_reentrant": False}
+    assert args.dataset_text_field == "text" and args.packing is False and args.max_length == 512
+    assert args.log_level == "info" and args.report_to in ([], "none", ["none"])
+    assert args.seed == 123 and not args.bf16 and not args.fp16  # CPU: fp32
+    lora = sft.lora_config()
+    assert lora.target_modules == "all-linear" and lora.r == 16 and lora.task_type == "CAUSAL_LM"
+    q = sft.quantization_config(torch.bfloat16, quant_storage=torch.bfloat16)
+    assert q.load_in_4bit and q.bnb_4bit_quant_type == "nf4" and q.bnb_4bit_use_double_quant
+    assert q.bnb_4bit_quant_storage == torch.bfloat16 and sft.quantization_config(torch.float16).bnb_4bit_quant_storage == torch.uint8
+    callback = sft.early_stopping()
+    assert callback.early_stopping_patience == sft.RECIPE["early_stopping_patience"]
+
+
+def test_curve_gap_measures_relative_distance():
+    steps = list(range(1, 11))
+    same = sft.curve_gap((steps, [2.0] * 10), (steps, [2.0] * 10))
+    assert same["max_relative"] == 0
+    off = sft.curve_gap((steps, [2.0] * 10), (steps, [2.2] * 10), window=1)
+    assert off["max_relative"] == pytest.approx(0.1) and off["steps"] == 10
+
+
+def test_notebook_uses_the_shared_recipe_and_todays_api():
+    import json
+
+    cells = json.loads((ROOT / "notebooks" / "03_accounting_sft.ipynb").read_text(encoding="utf-8"))["cells"]
+    notebook = "\n".join("".join(c["source"]) for c in cells)
+    code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+    for needle in ("sft.training_config(", "sft.lora_config()", "sft.quantization_config(", "prepare_model_for_kbit_training",
+                   "processing_class=tokenizer", "peft_config=lora", "get_last_checkpoint", "sft.early_stopping()",
+                   "trainer.save_state()", "accelerate launch", "deepspeed_zero3.yaml"):
+        assert needle in notebook, needle
+    for gone in ("warmup_ratio=", "group_by_length=True", "evaluation_strategy", "max_seq_length", "tokenizer=tokenizer"):
+        assert gone not in code, gone
