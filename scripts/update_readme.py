@@ -25,6 +25,7 @@ COLUMNS = [
     ("peak_allocated_gib", "peak allocated GiB"),
     ("wall_s", "wall s"),
     ("samples_per_s", "samples/s"),
+    ("steady_samples_per_s", "samples/s after warm-up"),
     ("tokens_per_s", "tokens/s"),
     ("test_accuracy", "test acc"),
 ]
@@ -51,6 +52,8 @@ def record_block(record: dict) -> str:
         lines.append(f"| {run['name']} | " + " | ".join(fmt(run.get(k)) for k, _ in used) + " |")
     if record.get("summary"):
         lines += ["", record["summary"]]
+    if record.get("caveat"):  # a flaw found after the run, written into the record itself
+        lines += ["", f"_Caveat: {record['caveat']}_"]
     return "\n".join(lines)
 
 
