@@ -4,11 +4,11 @@ The sample must look like real CFPB data (the notebook's cleaning has something 
 signal a simple model already finds; the LoRA parameter counts of the post must follow from the
 model's shapes under both peft behaviours. All of it runs on the CPU in a few seconds.
 """
-import importlib.util
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import load_script
 
 from helpers import data, metrics
 
@@ -18,10 +18,7 @@ TEXT, LABEL = "Consumer complaint narrative", "Sub-issue"
 
 
 def generator():
-    spec = importlib.util.spec_from_file_location("make_complaints", ROOT / "data" / "make_complaints.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(ROOT / "data" / "make_complaints.py")
 
 
 @pytest.fixture(scope="module")

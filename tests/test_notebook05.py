@@ -2,13 +2,13 @@
 the library behaviour it relies on (prefix tuning with the pinned transformers, a 4-bit model whose new
 head stays unquantised, the optimizer that `optim=` names). CPU only, a few seconds.
 """
-import importlib.util
 import math
 import random
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import load_script
 import torch
 
 from helpers import data, estimate, metrics, tiny
@@ -19,10 +19,7 @@ NOTEBOOK = ROOT / "notebooks" / "05_methods_compared.ipynb"
 
 
 def generator():
-    spec = importlib.util.spec_from_file_location("make_paraphrases", ROOT / "data" / "make_paraphrases.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(ROOT / "data" / "make_paraphrases.py")
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,4 @@
 """Every notebook follows the same skeleton, points at the same repository and is committed clean."""
-import importlib.util
 import json
 import re
 import subprocess
@@ -7,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import load_script
 
 from helpers import runtime
 
@@ -79,9 +79,7 @@ GENERATORS = sorted((ROOT / "data").glob("make_*.py"))
 
 @pytest.mark.parametrize("script", GENERATORS, ids=lambda p: p.name)
 def test_data_samples_regenerate_byte_for_byte(script, tmp_path, monkeypatch):
-    spec = importlib.util.spec_from_file_location(script.stem, script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script(script)
     committed = Path(module.OUT)
     assert committed.exists(), f"{script.name} writes {committed.name}, which is not committed"
     monkeypatch.setattr(module, "OUT", tmp_path / committed.name)
