@@ -213,9 +213,16 @@ def split_three(frame, label_column: str | None, fractions=(0.7, 0.1, 0.2), seed
     stratify = common[label_column] if label_column else None
     train, rest = train_test_split(common, test_size=fractions[1] + fractions[2], random_state=seed,
                                    stratify=stratify)
-    stratify_rest = rest[label_column] if label_column else None
-    val, test = train_test_split(rest, test_size=fractions[2] / (fractions[1] + fractions[2]),
-                                 random_state=seed, stratify=stratify_rest)
+    # A class with a single row left after the first cut (e.g. 3-6 rows in all) cannot be stratified
+    # again: that row goes to test, and the rest of the second cut stays stratified.
+    lone = pd.Series(False, index=rest.index)
+    if label_column:
+        rest_counts = rest[label_column].value_counts()
+        lone = rest[label_column].isin(rest_counts[rest_counts < 2].index)
+    shared = rest[~lone]
+    val, test = train_test_split(shared, test_size=fractions[2] / (fractions[1] + fractions[2]),
+                                 random_state=seed, stratify=shared[label_column] if label_column else None)
+    test = pd.concat([test, rest[lone]])
     if label_column and rare.any():
         train = pd.concat([train, frame[rare]])
     train = train.sample(frac=1.0, random_state=seed)

@@ -98,6 +98,16 @@ def test_split_keeps_rare_classes_in_train():
     assert abs((val["label"] == "a").mean() - 0.5) < 0.2  # stratified
 
 
+def test_split_handles_classes_of_three_to_six_rows():
+    sizes = {"big": 60, "three": 3, "four": 4, "five": 5, "six": 6}
+    labels = [name for name, n in sizes.items() for _ in range(n)]
+    frame = pd.DataFrame({"text": [f"t{i}" for i in range(len(labels))], "label": labels})
+    train, val, test, _ = data.split_three(frame, "label", seed=3)
+    assert len(train) + len(val) + len(test) == len(frame)
+    assert set(train["label"]) == set(sizes)  # every class is trained on
+    assert not set(train["text"]) & (set(val["text"]) | set(test["text"]))
+
+
 def test_column_names_from_environment(monkeypatch):
     monkeypatch.setenv("NB_TEXT_COLUMN", "narrative")
     assert data.column_names("text", "label") == ("narrative", "label")
