@@ -14,7 +14,7 @@ TEST_WORKERS ?= 2
 NOTEBOOKS ?= notebooks
 SMOKE_ENV := NB_PROFILE=smoke HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false MPLBACKEND=Agg
 
-.PHONY: setup run test test-unit bench lock clean
+.PHONY: setup run test test-unit test-latest bench lock clean
 
 $(READY): requirements.txt requirements-lock.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,18 @@ test: $(READY)
 
 test-unit: $(READY)
 	$(SMOKE_ENV) $(PY) -m pytest -q tests
+
+# The smoke suite against the newest releases (its own venv; torch stays the CPU wheel).
+LATEST_VENV ?= .venv-latest
+test-latest:
+	$(PYTHON) -m venv $(LATEST_VENV)
+	$(LATEST_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(LATEST_VENV)/bin/python -m pip install --quiet $(TORCH_CPU)
+	$(LATEST_VENV)/bin/python -m pip install --quiet --upgrade -r requirements-latest.txt
+	$(LATEST_VENV)/bin/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(LATEST_VENV)/bin/python -m pip list 2>/dev/null | grep -iE "^(torch|transformers|peft|trl|bitsandbytes|datasets|accelerate) "
+	$(SMOKE_ENV) OMP_NUM_THREADS=1 $(LATEST_VENV)/bin/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile \
+		tests --nbmake $(NOTEBOOKS) --nbmake-timeout=600
 
 # On a CUDA machine, with the requirements installed into BENCH_PYTHON (it keeps its own
 # CUDA torch): pip install -r requirements.txt -e .
