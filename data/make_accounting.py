@@ -25,9 +25,10 @@ as many rows as you like; the notebook's `full` profile uses it to scale the dat
 """
 from __future__ import annotations
 
-import csv
 import random
 from pathlib import Path
+
+from helpers.data import write_sample_csv
 
 SEED = 0
 ROWS = 900
@@ -213,11 +214,7 @@ def generate(n: int = ROWS, seed: int = SEED, concept_share: float = CONCEPT_SHA
 
 def main() -> None:
     rows = generate()
-    with OUT.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["input", "output"], lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-    print(f"wrote {len(rows)} rows to {OUT} ({OUT.stat().st_size / 1024:.0f} KB)")
+    write_sample_csv(OUT, ["input", "output"], [(r["input"], r["output"]) for r in rows], lineterminator="\n")
 
 
 if __name__ == "__main__":

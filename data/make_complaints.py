@@ -29,9 +29,10 @@ file byte for byte.
 """
 from __future__ import annotations
 
-import csv
 import random
 from pathlib import Path
+
+from helpers.data import write_sample_csv
 
 SEED = 0
 LABEL_NOISE = 0.03
@@ -325,11 +326,7 @@ def main() -> None:
         out.append([product, sub_issue, fill(template, rng)])
     out += [list(r) for r in rng.sample([r for r in out if r[2].strip()], DUPLICATES)]  # submitted twice
     rng.shuffle(out)
-    with OUT.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["Product", "Sub-issue", "Consumer complaint narrative"])
-        writer.writerows(out)
-    print(f"wrote {len(out)} rows to {OUT}")
+    write_sample_csv(OUT, ["Product", "Sub-issue", "Consumer complaint narrative"], out)
 
 
 if __name__ == "__main__":

@@ -16,9 +16,10 @@ file byte for byte.
 """
 from __future__ import annotations
 
-import csv
 import random
 from pathlib import Path
+
+from helpers.data import write_sample_csv
 
 SEED = 0
 ROWS = 1500
@@ -102,11 +103,7 @@ def main() -> None:
             label = 1 - label
         rows.append((text, label))
     rng.shuffle(rows)
-    with OUT.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["text", "label"])
-        writer.writerows(rows)
-    print(f"wrote {len(rows)} rows to {OUT}")
+    write_sample_csv(OUT, ["text", "label"], rows)
 
 
 if __name__ == "__main__":

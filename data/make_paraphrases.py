@@ -27,9 +27,10 @@ file byte for byte.
 """
 from __future__ import annotations
 
-import csv
 import random
 from pathlib import Path
+
+from helpers.data import write_sample_csv
 
 SEED = 0
 ROWS = 1000
@@ -201,11 +202,7 @@ def main() -> None:
         if rng.random() < LABEL_NOISE:
             label = 1 - label
         rows.append((first, second, label))
-    with OUT.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["sentence1", "sentence2", "label"])
-        writer.writerows(rows)
-    print(f"wrote {len(rows)} rows to {OUT}")
+    write_sample_csv(OUT, ["sentence1", "sentence2", "label"], rows)
 
 
 if __name__ == "__main__":

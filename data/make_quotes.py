@@ -22,9 +22,10 @@ file byte for byte.
 """
 from __future__ import annotations
 
-import csv
 import random
 from pathlib import Path
+
+from helpers.data import write_sample_csv
 
 SEED = 0
 ROWS = 360
@@ -121,11 +122,7 @@ def main() -> None:
     quotes = list(seen)
     quotes[rng.randrange(len(quotes))] = FAMOUS
     rows = [(q, rng.choice(AUTHORS), rng.choice(TAGS)) for q in quotes]
-    with OUT.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(["quote", "author", "tags"])
-        writer.writerows(rows)
-    print(f"wrote {len(rows)} rows to {OUT}")
+    write_sample_csv(OUT, ["quote", "author", "tags"], rows, lineterminator="\n")
 
 
 if __name__ == "__main__":

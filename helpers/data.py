@@ -247,6 +247,18 @@ def load_hub(dataset_id: str, **kwargs):
         raise
 
 
+def write_sample_csv(path, header, rows, lineterminator: str = "\r\n") -> None:
+    """Write a data/ sample as UTF-8 CSV (the one writer every data/make_*.py uses) and say so."""
+    import csv
+
+    path = Path(path)
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle, lineterminator=lineterminator)
+        writer.writerow(header)
+        writer.writerows(rows)
+    print(f"wrote {len(rows)} rows to {path} ({path.stat().st_size / 1024:.0f} KB)")
+
+
 def synthetic_rows(tokenizer, n_rows: int, median_tokens: float, sigma: float, sentences: list[str],
                    labels=(0, 1), max_tokens: int | None = None, seed: int = 0):
     """Rows for the `bench` profile: real sentences strung together to a target token length.

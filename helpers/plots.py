@@ -8,13 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
 
-if matplotlib.get_backend().lower() == "agg" or not matplotlib.get_backend():
-    matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from . import runtime  # noqa: E402
+from . import runtime
 
 
 def source_line(notebook: str, profile: str) -> str:
@@ -115,19 +111,6 @@ def memory_timeline(trackers: list, source: str, title: str = "Memory per step")
     return stamp(fig, source)
 
 
-def bars(values: dict, source: str, ylabel: str, title: str, fmt: str = "{:.2f}"):
-    """A labelled bar per run: `values` maps a run name to a number."""
-    fig, ax = plt.subplots(figsize=(7, 3.6))
-    names = list(values)
-    heights = [values[n] for n in names]
-    ax.bar(range(len(names)), heights, color="tab:blue")
-    ax.set_xticks(range(len(names)), names, rotation=15, ha="right", fontsize=8)
-    for i, h in enumerate(heights):
-        ax.text(i, h, fmt.format(h), ha="center", va="bottom", fontsize=8)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.grid(axis="y", alpha=0.3)
-    return stamp(fig, source)
 
 
 def panel_of_bars(panels: dict, source: str, title: str):

@@ -25,7 +25,6 @@ def test_every_figure_carries_its_source(tmp_path):
         plots.loss_curves({"a": ([1, 2, 3], [3, 2, 1])}, SOURCE, bin_width=2),
         plots.metric_curves({"acc": ([1, 2], [0.5, 0.7])}, SOURCE),
         plots.memory_timeline([tracker], SOURCE),
-        plots.bars({"a": 1.0, "b": 2.0}, SOURCE, "GiB", "peak"),
         plots.panel_of_bars({"s": {"a": 1.0}, "GiB": {"a": 2.0}}, SOURCE, "runs"),
         plots.estimate_vs_measured({"a": 1.0}, {"a": 1.1}, SOURCE),
     ]
