@@ -199,3 +199,48 @@ class MemoryCallback(TrainerCallback):
 
     def on_train_end(self, args, state, control, **kwargs):
         self.tracker.stop()
+
+
+def forget_optimizer_overrides() -> int:
+    """Empty bitsandbytes' process-wide registry of 32-bit optimizer overrides; return how many it held.
+
+    With an 8-bit optimizer, transformers' Trainer registers every embedding layer with
+    `bitsandbytes.optim.GlobalOptimManager` so that its optimizer state stays 32-bit. That registry is a
+    singleton holding the modules themselves, so a trained model's embeddings outlive `del model`
+    (1.15 GiB for GPT-NeoX-20B's fp32 input embeddings). Call this after a model is done with.
+    """
+    try:
+        import bitsandbytes as bnb
+    except ImportError:
+        return 0
+    manager = bnb.optim.GlobalOptimManager._instance
+    if manager is None:
+        return 0
+    held = len(manager.module_weight_config_triple)
+    manager.initialize()
+    return held
+
+
+def release(namespace: dict, *names: str) -> float | None:
+    """Drop the named models/trainers from `namespace` (a notebook's `globals()`) and give their memory back.
+
+    Also clears bitsandbytes' override registry and the CUDA cache, and fails loudly if any of the objects
+    is still alive (its memory would be counted again by the next measurement). Returns the GiB still
+    allocated by PyTorch on the GPU (None on a CPU).
+    """
+    import gc
+    import weakref
+
+    import torch
+
+    survivors = {name: weakref.ref(namespace.pop(name)) for name in names if namespace.get(name) is not None}
+    forget_optimizer_overrides()
+    gc.collect()
+    alive = [name for name, ref in survivors.items() if ref() is not None]
+    if alive:
+        raise RuntimeError(f"{', '.join(alive)} is still referenced somewhere (a list, a closure, a trainer): "
+                           "its memory would be counted twice. Delete the other references first.")
+    if not torch.cuda.is_available():
+        return None
+    torch.cuda.empty_cache()
+    return torch.cuda.memory_allocated() / GIB
