@@ -60,13 +60,28 @@ def run_notebook(results: Path, log) -> dict:
     return {"status": status, "wall_s": round(time.perf_counter() - start, 1), "tail": done.stdout[-1500:]}
 
 
-def run_script(name: str, spec: dict, work: Path, log) -> dict:
+def settings_for(processes: int) -> list:
+    """The notebook's settings with the accumulation divided among the processes: the same effective batch."""
+    settings = list(SETTINGS)
+    at = settings.index("--gradient_accumulation_steps") + 1
+    accumulation = int(settings[at])
+    if accumulation % processes:
+        raise SystemExit(f"--processes {processes} does not divide the accumulation ({accumulation}) evenly")
+    settings[at] = str(accumulation // processes)
+    return settings
+
+
+def run_script(name: str, spec: dict, work: Path, log, processes: int = 1) -> dict:
     record = work / f"{name}.json"
     record.unlink(missing_ok=True)
-    script = ["scripts/train_sft.py", "--model", MODEL, *SETTINGS, "--output_dir", str(work / name),
+    script = ["scripts/train_sft.py", "--model", MODEL, *settings_for(processes), "--output_dir", str(work / name),
               "--run_name", name, "--record", str(record), *spec["extra"]]
+    launch = list(spec["launch"])
+    if any("deepspeed" in part for part in launch):
+        # the DeepSpeed YAML repeats the accumulation; pass the divided one so that both agree
+        launch += ["--gradient_accumulation_steps", settings_for(processes)[SETTINGS.index("--gradient_accumulation_steps") + 1]]
     if spec["launch"]:
-        command = [sys.executable, "-m", "accelerate.commands.launch", *spec["launch"], "--num_processes", "1",
+        command = [sys.executable, "-m", "accelerate.commands.launch", *launch, "--num_processes", str(processes),
                    "--num_machines", "1", "--main_process_port", "29571", *script]
     else:
         command = [sys.executable, *script]
@@ -90,6 +105,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", default="notebook," + ",".join(RUNS), help="comma-separated runs")
     parser.add_argument("--results", default="results")
+    parser.add_argument("--processes", type=int, default=1,
+                        help="GPUs for the launcher runs (named e.g. zero3-2gpu); the accumulation is divided "
+                             "among them so that the effective batch stays the notebook's")
     args = parser.parse_args(argv)
     wanted = args.only.split(",")
     out = ROOT / args.results
@@ -97,25 +115,50 @@ def main(argv=None) -> int:
     work = ROOT / "outputs" / "bench" / "sft"
     work.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    runs = []
+    record_path = out / "03_accounting_sft_script.bench.json"
+    # Runs measured by an earlier call (--only redoes some) are kept: each call may end at a time limit,
+    # so the record is written after every run.
+    earlier = {}
+    if record_path.exists():
+        earlier = {r["name"]: r for r in json.loads(record_path.read_text())["runs"] if r.get("launcher") != "notebook"}
+    runs = {}
+    notebook = None
+
+    def save():
+        record = build_record({**earlier, **runs}, out, notebook, started, results, sft)
+        return results.save_record(record, out), record
+
     with (work / "bench_sft.log").open("w") as log:
-        notebook = None
         if "notebook" in wanted:
             notebook = run_notebook(out, log)
             print(f"notebook: {notebook['status']} in {notebook['wall_s']} s", flush=True)
-        for name, spec in RUNS.items():
-            if name in wanted:
-                run = run_script(name, spec, work, log)
+        for base_name, spec in RUNS.items():
+            if base_name in wanted:
+                if args.processes > 1 and not spec["launch"]:
+                    continue          # the plain run is one process by definition
+                name = base_name if args.processes == 1 else f"{base_name}-{args.processes}gpu"
+                run = run_script(name, spec, work, log, args.processes)
                 print(f"{name}: {run['status']} in {run['process_wall_s']} s", flush=True)
                 if run["status"] == "FAILED" and spec["launch"]:
                     # Reloading the best checkpoint at the end is the launcher-specific step most
                     # likely to break (FSDP/ZeRO-3 + PEFT); measure without it and keep the error.
-                    retry = run_script(name, {**spec, "extra": spec["extra"] + ["--no-load_best"]}, work, log)
+                    retry = run_script(name, {**spec, "extra": spec["extra"] + ["--no-load_best"]}, work, log,
+                                       args.processes)
                     retry["first_attempt_error"] = run.get("error")
                     run = retry
                     print(f"{name} (--no-load_best): {run['status']} in {run['process_wall_s']} s", flush=True)
-                runs.append(run)
+                runs[name] = run
+                save()
+    path, record = save()
+    print(results.runs_table(record, ["status", "tokens_per_s", "peak_device_gib", "final_train_loss",
+                                      "loss_gap_mean", "loss_gap_max", "within_tolerance", "adapter_reloaded"]))
+    print(f"record: {path}  ({record['driver_wall_s']} s); log: {work / 'bench_sft.log'}")
+    return 0 if all(r.get("status") != "FAILED" for r in record["runs"]) else 1
 
+
+def build_record(by_name: dict, out: Path, notebook, started, results, sft) -> dict:
+    """The script runs, led by the notebook's plain run, each with its loss-curve gap to that run."""
+    runs = [dict(run) for run in by_name.values()]
     reference = None
     notebook_record = out / "03_accounting_sft.bench.json"
     if notebook_record.exists():
@@ -132,15 +175,16 @@ def main(argv=None) -> int:
             run.update(loss_gap_mean=gap["mean_relative"], loss_gap_max=gap["max_relative"],
                        within_tolerance=gap["mean_relative"] <= TOLERANCE["mean_relative"]
                        and gap["max_relative"] <= TOLERANCE["max_relative"])
-    record = results.make_record(
+    # Scaling: tokens per second on N GPUs against N times the same launcher on one GPU.
+    single = {r.get("launcher"): r for r in runs if r.get("processes") == 1 and r.get("status") == "passed"}
+    for run in runs:
+        one = single.get(run.get("launcher"))
+        if run.get("processes", 1) > 1 and one and run.get("tokens_per_s") and one.get("tokens_per_s"):
+            run["scaling_efficiency"] = round(run["tokens_per_s"] / (run["processes"] * one["tokens_per_s"]), 3)
+    return results.make_record(
         "03_accounting_sft_script", "bench", runs, tolerance=TOLERANCE, model=MODEL, settings=SETTINGS,
         reference="the notebook's plain single-GPU run (results/03_accounting_sft.bench.json)",
         driver_wall_s=round(time.perf_counter() - started, 1))
-    path = results.save_record(record, out)
-    print(results.runs_table(record, ["status", "tokens_per_s", "peak_device_gib", "final_train_loss",
-                                      "loss_gap_mean", "loss_gap_max", "within_tolerance", "adapter_reloaded"]))
-    print(f"record: {path}  ({record['driver_wall_s']} s); log: {work / 'bench_sft.log'}")
-    return 0 if all(r.get("status") != "FAILED" for r in runs) else 1
 
 
 if __name__ == "__main__":
