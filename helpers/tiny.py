@@ -267,7 +267,8 @@ def _write_checkpoint(path: Path, config, tokenizer, saved_as: str, seed: int, d
     import torch
     import transformers
 
-    tmp = path.with_name(path.name + ".partial")
+    # One temporary folder per process: several processes (accelerate launch) may build the same one.
+    tmp = path.with_name(f"{path.name}.partial-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     torch.manual_seed(seed)
     auto = getattr(transformers, saved_as)
@@ -279,8 +280,16 @@ def _write_checkpoint(path: Path, config, tokenizer, saved_as: str, seed: int, d
         "Random weights written by helpers.tiny for the offline profiles; not a trained model.\n"
     )
     del model
+    if (path / "config.json").exists():  # another process finished first: keep its copy
+        shutil.rmtree(tmp, ignore_errors=True)
+        return
     shutil.rmtree(path, ignore_errors=True)
-    tmp.rename(path)  # only a complete folder ever carries the final name
+    try:
+        tmp.rename(path)  # only a complete folder ever carries the final name
+    except OSError:       # lost the race to another process between the check and the rename
+        if not (path / "config.json").exists():
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def tiny_checkpoint(family_name: str, vocab_size: int = 2048, seed: int = 0, corpus=None,

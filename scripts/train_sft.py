@@ -169,7 +169,10 @@ def train(args) -> dict:
         reentrant=where["sharded"],  # PEFT under ZeRO-3/FSDP needs reentrant checkpointing (TRL forces it for ZeRO-3)
         disable_tqdm=True, run_name=args.run_name, load_best=args.load_best)
 
-    path = resolve_model(args.model)
+    from accelerate import PartialState
+
+    with PartialState().main_process_first():   # one process builds an offline checkpoint, the others reuse it
+        path = resolve_model(args.model)
     tokenizer = AutoTokenizer.from_pretrained(path)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
