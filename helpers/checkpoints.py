@@ -492,3 +492,20 @@ class LoopCheckpoint:
         faults.after_step(step, saved, self.resumed_from)
         faults.before_step(step + 1, self.resumed_from)
         return saved
+
+
+def fingerprint(model, trainable_only: bool = True) -> str:
+    """A short hash of a model's (trainable) weights: equal hashes mean bit-identical weights.
+
+    Notebooks put it in their records, so that a test can check that a resumed run ended exactly where an
+    uninterrupted one did without keeping both models around.
+    """
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, param in sorted(model.named_parameters(), key=lambda item: item[0]):
+        if trainable_only and not param.requires_grad:
+            continue
+        digest.update(name.encode())
+        digest.update(param.detach().float().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]

@@ -17,3 +17,43 @@ def load_script(path):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def execute_notebook(notebook, env: dict, timeout: int = 600):
+    """Run a notebook top to bottom in a fresh kernel with `env` added to the environment.
+
+    Returns (printed text of every cell, the name of the exception that stopped it or None). Used by the
+    resume and out-of-memory tests, which expect some runs to stop on purpose.
+    """
+    from pathlib import Path
+
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
+    notebook = Path(notebook)
+    nb = nbformat.read(notebook, as_version=4)
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update({key: str(value) for key, value in env.items()})   # the kernel inherits it
+    error = None
+    try:
+        client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                                resources={"metadata": {"path": str(notebook.parent)}})
+        try:
+            client.execute()
+        except CellExecutionError as err:
+            error = err.ename
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    printed = []
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "stream":
+                printed.append(output.get("text", ""))
+            elif output.get("output_type") == "error":
+                printed.append(f"{output.get('ename')}: {output.get('evalue')}")
+    return "".join(printed), error
