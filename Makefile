@@ -14,7 +14,7 @@ TEST_WORKERS ?= 2
 NOTEBOOKS ?= notebooks
 SMOKE_ENV := NB_PROFILE=smoke HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false MPLBACKEND=Agg
 
-.PHONY: setup run test test-unit test-latest bench lock clean
+.PHONY: bench-sft bench-sft-scale setup run test test-unit test-latest bench lock clean
 
 $(READY): requirements.txt requirements-lock.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -56,6 +56,15 @@ BENCH_CELL_TIMEOUT ?= 1800
 bench:
 	NB_PROFILE=bench NB_OUTPUT_DIR=$(BENCH_OUT) MPLBACKEND=Agg TOKENIZERS_PARALLELISM=false \
 		$(BENCH_PYTHON) scripts/run_notebooks.py --profile bench --out outputs/bench --timeout $(BENCH_CELL_TIMEOUT) $(NOTEBOOKS)
+
+# Notebook 03's script under each launcher on one GPU (plain/TF32, ZeRO-3, FSDP; the notebook first),
+# then the scale-out runs: make bench-sft-scale GPUS=2 (4, 8: the accumulation is divided among them).
+GPUS ?= 2
+bench-sft:
+	$(BENCH_PYTHON) scripts/bench_sft.py --results $(BENCH_OUT)
+
+bench-sft-scale:
+	$(BENCH_PYTHON) scripts/bench_sft.py --results $(BENCH_OUT) --only zero3,fsdp --processes $(GPUS)
 
 lock: $(READY)
 	( echo "# Exact versions used by \`make\` (CI and local runs): pip install -r requirements.txt -c requirements-lock.txt"; \

@@ -41,6 +41,8 @@ SETTINGS = ["--data", "generate:1200", "--max_steps", "20", "--batch_size", "4",
             "--logging_steps", "1", "--no-resume"]
 # Loss curves of the launchers against the plain run, after a 5-step moving average.
 TOLERANCE = {"mean_relative": 0.03, "max_relative": 0.10, "smoothing_window": 5}
+README_COLUMNS = ["status", "processes", "tokens_per_s", "peak_device_gib", "final_train_loss", "loss_gap_mean",
+                  "loss_gap_max", "within_tolerance", "adapter_reloaded", "scaling_efficiency"]
 RUNS = {
     "plain-tf32": dict(launch=[], extra=["--tf32", "on"]),
     "zero3": dict(launch=["--config_file", "configs/deepspeed_zero3.yaml"], extra=["--check", "4"]),
@@ -86,14 +88,18 @@ def run_script(name: str, spec: dict, work: Path, log, processes: int = 1) -> di
     else:
         command = [sys.executable, *script]
     start = time.perf_counter()
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True,
-                          env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
-    log.write(f"\n===== {name}: {' '.join(command)}\n" + done.stdout + done.stderr)
+    # The run's output goes to its own file as it happens: a run stopped by a time limit leaves its log.
+    run_log = work / f"{name}.log"
+    with run_log.open("w") as sink:
+        done = subprocess.run(command, cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT, text=True,
+                              env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
+    output = run_log.read_text(errors="replace")
+    log.write(f"\n===== {name}: {' '.join(command)}\n" + output)
     wall = round(time.perf_counter() - start, 1)
     if done.returncode != 0 or not record.exists():
-        error = [line for line in done.stderr.splitlines() if "Error" in line or "error" in line]
+        error = [line for line in output.splitlines() if "Error" in line or "error" in line]
         return {"name": name, "status": "FAILED", "process_wall_s": wall, "command": " ".join(command),
-                "error": (error[-1] if error else done.stderr[-500:])[:500]}
+                "error": (error[-1] if error else output[-500:])[:500]}
     run = json.loads(record.read_text())
     run.update(status="passed", process_wall_s=wall, command=" ".join(command))
     return run
@@ -184,7 +190,7 @@ def build_record(by_name: dict, out: Path, notebook, started, results, sft) -> d
     return results.make_record(
         "03_accounting_sft_script", "bench", runs, tolerance=TOLERANCE, model=MODEL, settings=SETTINGS,
         reference="the notebook's plain single-GPU run (results/03_accounting_sft.bench.json)",
-        driver_wall_s=round(time.perf_counter() - started, 1))
+        driver_wall_s=round(time.perf_counter() - started, 1), readme_columns=README_COLUMNS)
 
 
 if __name__ == "__main__":

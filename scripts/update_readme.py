@@ -29,11 +29,22 @@ COLUMNS = [
     ("tokens_per_s", "tokens/s"),
     ("test_accuracy", "test acc"),
 ]
+# Labels of the columns a record may choose itself (its `readme_columns`), besides the ones above.
+LABELS = dict(COLUMNS) | {
+    "status": "status", "processes": "GPUs", "launcher": "launcher",
+    "trainable_params": "trainable", "trainable_percent": "trainable %", "compute_units": "CU",
+    "dollars": "$", "test_f1": "test F1", "final_train_loss": "final loss",
+    "loss_gap_mean": "loss gap (mean)", "loss_gap_max": "loss gap (max)",
+    "within_tolerance": "within tolerance", "scaling_efficiency": "scaling efficiency",
+    "adapter_reloaded": "adapter reloads",
+}
 
 
 def fmt(value) -> str:
     if value is None:
         return "—"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
     if isinstance(value, float):
         return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3g}"
     return str(value)
@@ -45,7 +56,8 @@ def record_block(record: dict) -> str:
     head = (f"**{record['notebook']}** · `{record['profile']}` · {gpu['name']} ×{gpu['count']} · "
             f"{record['date']} · torch {v.get('torch')}, transformers {v.get('transformers')}, "
             f"peft {v.get('peft')}, trl {v.get('trl')}, bitsandbytes {v.get('bitsandbytes')}")
-    used = [(k, label) for k, label in COLUMNS if any(run.get(k) is not None for run in record["runs"])]
+    wanted = [(k, LABELS.get(k, k)) for k in record["readme_columns"]] if record.get("readme_columns") else COLUMNS
+    used = [(k, label) for k, label in wanted if any(run.get(k) is not None for run in record["runs"])]
     lines = [head, "", "| run | " + " | ".join(label for _, label in used) + " |",
              "|---|" + "---|" * len(used)]
     for run in record["runs"]:
