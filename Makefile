@@ -13,6 +13,9 @@ TORCH_CPU := torch==2.13.0
 TEST_WORKERS ?= 2
 NOTEBOOKS ?= notebooks
 SMOKE_ENV := NB_PROFILE=smoke HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false MPLBACKEND=Agg
+# make run starts from an empty checkpoint folder: resuming is for a person's interrupted run, never for a
+# stale checkpoint of an earlier version of a notebook (the tests make their own folders: tests/conftest.py).
+RUN_CHECKPOINTS := outputs/run/checkpoints
 
 .PHONY: bench-sft bench-sft-scale setup run test test-unit test-latest bench lock clean
 
@@ -27,7 +30,8 @@ $(READY): requirements.txt requirements-lock.txt pyproject.toml
 setup: $(READY)
 
 run: $(READY)
-	$(SMOKE_ENV) $(PY) scripts/run_notebooks.py --profile smoke --out outputs/run $(NOTEBOOKS)
+	rm -rf $(RUN_CHECKPOINTS)
+	$(SMOKE_ENV) NB_CHECKPOINT_DIR=$(RUN_CHECKPOINTS) $(PY) scripts/run_notebooks.py --profile smoke --out outputs/run $(NOTEBOOKS)
 
 test: $(READY)
 	$(SMOKE_ENV) OMP_NUM_THREADS=1 $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile \

@@ -7,6 +7,10 @@ data     loading and validating the samples, a user's own file or the hub datase
 memory   a TrainerCallback (and a tracker for hand-written loops) recording memory per step;
 estimate memory and time before a run;  cost  compute units and dollars;
 plots    loss, metric and memory figures;  metrics  classification metrics;
-results  the JSON measurement records written to results/.
+results  the JSON measurement records written to results/;
+checkpoints  where checkpoints survive a disconnect, exact resume, finished runs kept;
+faults   simulated disconnects and out-of-memory errors for tests (NB_FAULT);
+oom      a CUDA out-of-memory error turned into the estimator's advice;
+reload   a saved adapter reloaded in a fresh process, merged weights exported.
 """
 __version__ = "0.1.0"

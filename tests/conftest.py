@@ -5,6 +5,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# Notebooks run by these tests (nbmake included: its kernels inherit this environment) checkpoint into a
+# fresh folder, so that no run resumes from a stale checkpoint of an earlier version of a notebook.
+if not os.environ.get("NB_CHECKPOINT_DIR"):
+    import tempfile
+
+    os.environ["NB_CHECKPOINT_DIR"] = tempfile.mkdtemp(prefix="nb-checkpoints-")
 
 
 def load_script(path):

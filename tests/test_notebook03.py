@@ -140,7 +140,7 @@ def test_notebook_uses_the_shared_recipe_and_todays_api():
     notebook = "\n".join("".join(c["source"]) for c in cells)
     code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
     for needle in ("sft.training_config(", "sft.lora_config()", "sft.quantization_config(", "prepare_model_for_kbit_training",
-                   "processing_class=tokenizer", "peft_config=lora", "get_last_checkpoint", "sft.early_stopping()",
+                   "processing_class=tokenizer", "peft_config=lora", "checkpoints.train_or_resume(trainer)", "sft.early_stopping()",
                    "trainer.save_state()", "accelerate launch", "deepspeed_zero3.yaml"):
         assert needle in notebook, needle
     for gone in ("warmup_ratio=", "group_by_length=True", "evaluation_strategy", "max_seq_length", "tokenizer=tokenizer"):
