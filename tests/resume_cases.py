@@ -65,3 +65,28 @@ def out_of_memory_ends_in_advice(name, tmp_path):
     assert re.search(r"micro-batch \d+ x \d+ tokens, accumulation \d+", advice), advice
     if name.startswith("01"):  # 02's recipe has no fix left that lowers its peak: the advice says what else holds memory
         assert re.search(r"micro-batch \d+ x accumulation \d+ -> [\d.]+ GiB", advice), advice
+
+
+# ----------------------------------------------------------------------------- 04 and 05: run subsets
+# Each notebook runs with a small run subset (NB_RUNS) and private checkpoint and output folders.
+TIMEOUT = 300
+
+
+def run_subset(notebook, folder: Path, runs: str, fault: str = ""):
+    """Execute `notebook` with its checkpoints in folder/checkpoints and its outputs in folder/out."""
+    (folder / "out").mkdir(parents=True, exist_ok=True)
+    env = dict(NB_PROFILE="smoke", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", OMP_NUM_THREADS="1",
+               NB_CHECKPOINT_DIR=str(folder / "checkpoints"), NB_OUTPUT_DIR=str(folder / "out"),
+               NB_RUNS=runs, NB_FAULT=fault, NB_DRIVE="0")
+    return execute_notebook(notebook, env, timeout=TIMEOUT)
+
+
+def record_by_name(folder: Path, notebook: Path) -> dict:
+    """The runs of the measurement record the notebook wrote, by name."""
+    saved = json.loads((folder / "out" / f"{notebook.stem}.smoke.json").read_text())
+    return {r["name"]: r for r in saved["runs"]}
+
+
+def same_training(a: dict, b: dict, keys):
+    for key in ("weights_fingerprint", *keys):
+        assert a[key] == b[key], (a["name"], key, a[key], b[key])
