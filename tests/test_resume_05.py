@@ -9,6 +9,7 @@ and private checkpoint and output folders:
   records the method as not run, with the advice, and goes on).
 """
 import shutil
+from pathlib import Path
 
 import pytest
 from resume_cases import ROOT, record_by_name, run_subset, same_training
