@@ -1,6 +1,8 @@
 """Shared test set-up: offline, CPU, a private cache for the tiny checkpoints built by tests."""
 import os
 
+import pytest
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -63,3 +65,19 @@ def execute_notebook(notebook, env: dict, timeout: int = 600):
             elif output.get("output_type") == "error":
                 printed.append(f"{output.get('ename')}: {output.get('evalue')}")
     return "".join(printed), error
+
+
+@pytest.fixture(scope="module")
+def tiny_bloom(tmp_path_factory):
+    """A tiny BLOOM checkpoint in a private cache (tests never touch the shared one)."""
+    from helpers import tiny
+
+    old = os.environ.get(tiny.CACHE_ENV)
+    os.environ[tiny.CACHE_ENV] = str(tmp_path_factory.mktemp("tiny-cache"))
+    try:
+        yield tiny.tiny_checkpoint("bloom", corpus="movie_reviews.csv", vocab_size=512)
+    finally:
+        if old is None:
+            os.environ.pop(tiny.CACHE_ENV)
+        else:
+            os.environ[tiny.CACHE_ENV] = old

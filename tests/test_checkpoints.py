@@ -19,7 +19,7 @@ import transformers
 from peft import LoraConfig, PromptEncoderConfig, get_peft_model
 from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding, Trainer, TrainingArguments
 
-from helpers import checkpoints, faults, tiny
+from helpers import checkpoints, faults
 from helpers.errors import FriendlyError
 
 
@@ -27,20 +27,6 @@ from helpers.errors import FriendlyError
 def no_fault_from_outside(monkeypatch):
     """A fault set for a whole test session (e.g. to run the notebooks with it) must not leak in here."""
     monkeypatch.delenv(faults.FAULT_ENV, raising=False)
-
-
-@pytest.fixture(scope="module")
-def tiny_bloom(tmp_path_factory):
-    """A tiny BLOOM in a private cache (tests never touch the shared one)."""
-    old = os.environ.get(tiny.CACHE_ENV)
-    os.environ[tiny.CACHE_ENV] = str(tmp_path_factory.mktemp("tiny-cache"))
-    try:
-        yield tiny.tiny_checkpoint("bloom", corpus="movie_reviews.csv", vocab_size=512)
-    finally:
-        if old is None:
-            os.environ.pop(tiny.CACHE_ENV)
-        else:
-            os.environ[tiny.CACHE_ENV] = old
 
 
 # Three recipes, each with a trap of its own for resuming (see train_or_resume's helpers):

@@ -1,6 +1,5 @@
 """helpers.oom: an out-of-memory error becomes advice with the estimator's numbers. CPU only, a few seconds:
 the estimates count parameters on the meta device, and the training run is a tiny BLOOM."""
-import os
 import re
 import weakref
 
@@ -11,7 +10,7 @@ import transformers
 from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding, Trainer, TrainingArguments
 
-from helpers import checkpoints, faults, oom, tiny
+from helpers import checkpoints, faults, oom
 from helpers.errors import FriendlyError
 
 
@@ -89,19 +88,6 @@ def test_the_failed_steps_tensors_are_freed():
         with oom.advice("xlm-roberta-large", **XLMR):
             failing_step()
     assert held[0]() is None, "the frame of the failed step should no longer hold its tensors"
-
-
-@pytest.fixture(scope="module")
-def tiny_bloom(tmp_path_factory):
-    old = os.environ.get(tiny.CACHE_ENV)
-    os.environ[tiny.CACHE_ENV] = str(tmp_path_factory.mktemp("tiny-cache"))
-    try:
-        yield tiny.tiny_checkpoint("bloom", corpus="movie_reviews.csv", vocab_size=512)
-    finally:
-        if old is None:
-            os.environ.pop(tiny.CACHE_ENV)
-        else:
-            os.environ[tiny.CACHE_ENV] = old
 
 
 def test_a_smoke_run_with_a_simulated_oom_ends_in_advice(tiny_bloom, tmp_path, monkeypatch, capsys):
