@@ -262,3 +262,26 @@ def restart_hint(before: dict) -> str | None:
             + "). Use Runtime > Restart session, then run the notebook again from the top."
         )
     return None
+
+
+def chosen_runs(names, wanted: str) -> list:
+    """The runs that `wanted` (NB_RUNS: comma-separated names) picks from `names`, in their order; all when empty.
+
+    Names compare without case or extra spaces, `x` stands for `×`, and a name may itself hold a comma
+    ("LoRA q,v"). An unknown name raises a FriendlyError that lists the valid ones.
+    """
+    import re
+
+    def key(text):
+        return re.sub(r"\s*,\s*", ",", " ".join(text.replace("×", "x").lower().split()))
+
+    known, picked, piece = {key(n): n for n in names}, set(), ""
+    for part in wanted.split(","):
+        piece = f"{piece},{part}" if piece else part
+        if key(piece) in known:
+            picked.add(known[key(piece)])
+            piece = ""
+    if piece.strip():
+        raise FriendlyError(f"NB_RUNS={wanted!r}: {piece.strip()!r} is not a run of this notebook. Name runs among "
+                            + ", ".join(repr(n) for n in names) + " (comma-separated), or unset NB_RUNS for all.")
+    return [n for n in names if n in picked] or list(names)

@@ -1,4 +1,5 @@
 """Shared test set-up: offline, CPU, a private cache for the tiny checkpoints built by tests."""
+import contextlib
 import os
 
 import pytest
@@ -67,17 +68,26 @@ def execute_notebook(notebook, env: dict, timeout: int = 600):
     return "".join(printed), error
 
 
-@pytest.fixture(scope="module")
-def tiny_bloom(tmp_path_factory):
-    """A tiny BLOOM checkpoint in a private cache (tests never touch the shared one)."""
+@contextlib.contextmanager
+def private_tiny_cache(folder):
+    """helpers.tiny builds its checkpoints in `folder` while inside (tests never touch the shared cache)."""
     from helpers import tiny
 
     old = os.environ.get(tiny.CACHE_ENV)
-    os.environ[tiny.CACHE_ENV] = str(tmp_path_factory.mktemp("tiny-cache"))
+    os.environ[tiny.CACHE_ENV] = str(folder)
     try:
-        yield tiny.tiny_checkpoint("bloom", corpus="movie_reviews.csv", vocab_size=512)
+        yield
     finally:
         if old is None:
             os.environ.pop(tiny.CACHE_ENV)
         else:
             os.environ[tiny.CACHE_ENV] = old
+
+
+@pytest.fixture(scope="module")
+def tiny_bloom(tmp_path_factory):
+    """A tiny BLOOM checkpoint in a private cache."""
+    from helpers import tiny
+
+    with private_tiny_cache(tmp_path_factory.mktemp("tiny-cache")):
+        yield tiny.tiny_checkpoint("bloom", corpus="movie_reviews.csv", vocab_size=512)

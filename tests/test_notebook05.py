@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import load_script
+from conftest import load_script, private_tiny_cache
 import torch
 
 from helpers import data, estimate, metrics, tiny
@@ -29,19 +29,10 @@ def raw():
 
 @pytest.fixture(scope="module")
 def tiny_roberta(tmp_path_factory):
-    """A tiny RoBERTa like the notebook's, in a private cache (tests never touch the shared one)."""
-    import os
-
-    old = os.environ.get(tiny.CACHE_ENV)
-    os.environ[tiny.CACHE_ENV] = str(tmp_path_factory.mktemp("tiny-cache"))
-    try:
+    """A tiny RoBERTa like the notebook's, in a private cache."""
+    with private_tiny_cache(tmp_path_factory.mktemp("tiny-cache")):
         yield tiny.tiny_checkpoint("roberta", corpus="paraphrases.csv", hidden_size=64, intermediate_size=128,
                                    initializer_range=0.1, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-    finally:
-        if old is None:
-            os.environ.pop(tiny.CACHE_ENV)
-        else:
-            os.environ[tiny.CACHE_ENV] = old
 
 
 def test_sample_has_mrpc_shape(raw):

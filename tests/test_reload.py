@@ -5,7 +5,6 @@ saved with the adapter) and a QLoRA causal LM (tiny GPT-NeoX in NF4 through bits
 CPU in fp32 both give identical logits. The CLI's generation, merging and the error paths run in this
 process. About 15 s (each child spends ~7 s importing torch, transformers and peft).
 """
-import os
 import stat
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -17,6 +16,8 @@ from peft import LoraConfig, PromptTuningConfig, get_peft_model
 from safetensors.torch import load_file, save_file
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, BitsAndBytesConfig
 
+from conftest import private_tiny_cache
+
 from helpers import reload, tiny
 from helpers.errors import FriendlyError
 
@@ -26,16 +27,9 @@ BATCH = {"input_ids": torch.tensor([[0, 17, 230, 41, 99, 5, 2], [0, 61, 8, 300, 
 
 @pytest.fixture(scope="module")
 def paths(tmp_path_factory):
-    old = os.environ.get(tiny.CACHE_ENV)
-    os.environ[tiny.CACHE_ENV] = str(tmp_path_factory.mktemp("tiny-cache"))
-    try:
+    with private_tiny_cache(tmp_path_factory.mktemp("tiny-cache")):
         yield {"roberta": tiny.tiny_checkpoint("roberta", corpus="paraphrases.csv", vocab_size=512),
                "neox": tiny.tiny_checkpoint("gpt-neox", corpus="quotes.csv", vocab_size=512)}
-    finally:
-        if old is None:
-            os.environ.pop(tiny.CACHE_ENV)
-        else:
-            os.environ[tiny.CACHE_ENV] = old
 
 
 def as_if_trained(model):

@@ -89,3 +89,12 @@ def test_seed_everything_repeats():
 def test_friendly_error_renders_one_line():
     err = FriendlyError("the column 'txt' is missing; did you mean 'text'?")
     assert err._render_traceback_() == ["FriendlyError: the column 'txt' is missing; did you mean 'text'?"]
+
+
+def test_chosen_runs_picks_by_name_in_table_order_and_rejects_unknown_names():
+    names = ["batch 1", "batch 1 × 16", "LoRA q,v", "LoRA all-linear"]
+    assert runtime.chosen_runs(names, "") == names
+    assert runtime.chosen_runs(names, "lora all-linear, Batch 1 x 16") == ["batch 1 × 16", "LoRA all-linear"]
+    assert runtime.chosen_runs(names, "LoRA q,v,batch 1") == ["batch 1", "LoRA q,v"]   # a name holding a comma
+    with pytest.raises(FriendlyError, match="'QLoRA' is not a run.*'LoRA q,v'"):
+        runtime.chosen_runs(names, "QLoRA")

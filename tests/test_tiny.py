@@ -1,6 +1,7 @@
 """The offline checkpoints load through the same calls as hub checkpoints, with real token layouts."""
 import pytest
 import torch
+from conftest import private_tiny_cache
 from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
 from helpers import tiny
@@ -9,15 +10,8 @@ from helpers.errors import FriendlyError
 
 @pytest.fixture(scope="module", autouse=True)
 def private_cache(tmp_path_factory):
-    import os
-
-    old = os.environ.get(tiny.CACHE_ENV)
-    os.environ[tiny.CACHE_ENV] = str(tmp_path_factory.mktemp("tiny-cache"))
-    yield
-    if old is None:
-        os.environ.pop(tiny.CACHE_ENV)
-    else:
-        os.environ[tiny.CACHE_ENV] = old
+    with private_tiny_cache(tmp_path_factory.mktemp("tiny-cache")):
+        yield
 
 
 CORPUS = "movie_reviews.csv"
