@@ -666,18 +666,26 @@ def time_terms(facts: ModelFacts, gpu, method: str, optimizer: str, b: int, s: i
     }
 
 
+def step_time_parts(terms: dict, cal: dict | None = None) -> dict:
+    """Seconds per optimizer step, split: `arithmetic` (matrix products), `memory_traffic` (bytes moved)
+    and `overheads` (per-layer kernel launches and bookkeeping, which do not grow with the batch)."""
+    cal = cal or CALIBRATION
+    return {
+        "arithmetic": terms["flops"] / (terms["peak_flops"] * cal["efficiency"]),
+        "memory_traffic": (terms["bytes"] + terms["attention_elements"] * cal["attention_bytes"])
+        / (terms["bandwidth"] * cal["bandwidth_efficiency"]),
+        "overheads": terms["block_passes"] * cal["block_overhead_s"]
+        + terms["adapter_passes"] * cal["adapter_overhead_s"]
+        + terms["quant_passes"] * cal["quant_overhead_s"]
+        + terms["checkpointed_blocks"] * cal["checkpoint_overhead_s"]
+        + terms["optimizer_tensors"] * cal["optimizer_tensor_overhead_s"]
+        + terms["steps"] * cal["step_overhead_s"],
+    }
+
+
 def step_time(terms: dict, cal: dict | None = None) -> float:
     """Seconds per optimizer step from `time_terms` and the calibrated constants."""
-    cal = cal or CALIBRATION
-    return (terms["flops"] / (terms["peak_flops"] * cal["efficiency"])
-            + (terms["bytes"] + terms["attention_elements"] * cal["attention_bytes"])
-            / (terms["bandwidth"] * cal["bandwidth_efficiency"])
-            + terms["block_passes"] * cal["block_overhead_s"]
-            + terms["adapter_passes"] * cal["adapter_overhead_s"]
-            + terms["quant_passes"] * cal["quant_overhead_s"]
-            + terms["checkpointed_blocks"] * cal["checkpoint_overhead_s"]
-            + terms["optimizer_tensors"] * cal["optimizer_tensor_overhead_s"]
-            + terms["steps"] * cal["step_overhead_s"])
+    return sum(step_time_parts(terms, cal).values())
 
 
 # --------------------------------------------------------------------------- fit mode

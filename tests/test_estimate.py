@@ -204,6 +204,16 @@ def test_step_time_grows_with_work_and_is_faster_on_faster_gpus():
 
 
 # ------------------------------------------------------------------ inputs, errors, CLI
+def test_step_time_parts_add_up_and_only_the_work_grows_with_the_batch():
+    small, big = (est.estimate("bigscience/bloom-560m", task="seq-cls", num_labels=2, method="full",
+                                    micro_batch=b, seq_len=256, gpu="H200") for b in (1, 16))
+    small_parts, big_parts = (est.step_time_parts(e.time_terms) for e in (small, big))
+    assert sum(small_parts.values()) == pytest.approx(small.step_time_s)
+    assert set(small_parts) == {"arithmetic", "memory_traffic", "overheads"}
+    assert big_parts["overheads"] == pytest.approx(small_parts["overheads"])   # launches: per micro-batch, not per row
+    assert big_parts["arithmetic"] == pytest.approx(16 * small_parts["arithmetic"], rel=0.05)
+
+
 def test_unknown_gpu_lists_the_known_ones():
     with pytest.raises(FriendlyError, match="T4.*H200"):
         est.estimate("roberta-large", task="seq-cls", gpu="RTX 9090")
