@@ -93,6 +93,60 @@ def describe(root) -> str:
     return f"Checkpoints go to {root} on this machine's disk: they survive a kernel restart or a crash."
 
 
+# ----------------------------------------------------------------------------- whose checkpoints
+IDENTITY_FILE = "run-identity.json"
+
+
+def run_identity(**parts) -> dict:
+    """What decides a run's result (settings, data, model), as JSON values, to tell its checkpoints apart.
+
+    A part that names an existing file counts by its content (a hash), so an edited data file is a
+    different run even under the same name.
+    """
+    def one(value):
+        if isinstance(value, (str, Path)) and str(value) and Path(str(value)).expanduser().is_file():
+            content = hashlib.sha1(Path(str(value)).expanduser().read_bytes()).hexdigest()[:16]
+            return {"file": str(value), "sha1": content}
+        return value
+
+    from . import data
+
+    # the variables that choose the data and its columns decide the run too
+    chosen = {name: os.environ[name] for name in (data.DATA_ENV, data.TEXT_COLUMN_ENV, data.LABEL_COLUMN_ENV,
+                                                  data.TEXT2_COLUMN_ENV) if os.environ.get(name, "").strip()}
+    parts = {**parts, "data_variables": chosen}
+    return json.loads(json.dumps({k: one(v) for k, v in parts.items()}, sort_keys=True, default=str))
+
+
+def claim(folder, identity: dict | None) -> Path:
+    """Make `folder` the checkpoint folder of the run `identity` describes (see run_identity).
+
+    Checkpoints left there by a run with other settings, data or model would resume the wrong
+    training (or reuse its results): such a folder is moved aside, with a note saying what changed,
+    and the run starts fresh. A folder from before identities were recorded counts as different.
+    """
+    folder = Path(folder)
+    if identity is None:
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+    wanted = json.loads(json.dumps(identity, sort_keys=True, default=str))
+    if folder.is_dir() and any(folder.iterdir()):
+        try:
+            found = json.loads((folder / IDENTITY_FILE).read_text())
+        except (OSError, ValueError):
+            found = None
+        if found != wanted:
+            aside = folder.with_name(f"{folder.name}.previous-{time.strftime('%Y%m%d-%H%M%S')}")
+            folder.rename(aside)
+            changed = "no identity recorded" if found is None else ", ".join(
+                sorted(k for k in set(wanted) | set(found) if wanted.get(k) != found.get(k)))
+            print(f"note: {folder} held checkpoints of a different run ({changed}); moved to {aside.name} "
+                  "so that this run starts fresh (delete that folder when you no longer need it).")
+    folder.mkdir(parents=True, exist_ok=True)
+    _write_json_atomic(folder / IDENTITY_FILE, wanted)
+    return folder
+
+
 # ----------------------------------------------------------------------------- the Trainer
 def _is_peft(model) -> bool:
     return hasattr(model, "peft_config") and hasattr(model, "get_base_model")
@@ -277,7 +331,7 @@ def _write_json_atomic(path: Path, payload) -> None:
 class RunStore:
     """Finished runs of a notebook that trains several in a row, so a restart skips them.
 
-        store = RunStore(checkpoint_root(NOTEBOOK, PROFILE) / "runs")
+        store = RunStore(checkpoint_root(NOTEBOOK, PROFILE) / "runs", identity=run_identity(...))
         for name in RUNS:
             if (record := store.finished(name)) is None:      # says so when it skips a run
                 ...train with output_dir=store.run_dir(name) and train_or_resume...
@@ -288,9 +342,9 @@ class RunStore:
     `save` deletes once the record is safe.
     """
 
-    def __init__(self, root):
-        self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
+    def __init__(self, root, identity: dict | None = None):
+        """`identity` (run_identity): runs stored under other settings or data are not reused (see claim)."""
+        self.root = claim(root, identity)
 
     def folder(self, name: str) -> Path:
         slug = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-.") or "run"

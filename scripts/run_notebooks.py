@@ -71,9 +71,10 @@ def execute(path: Path, out: Path, timeout: int) -> tuple[str, float, str]:
     return status, wall, detail
 
 
-def record_for(stem: str, profile: str, folder: Path) -> dict | None:
+def record_for(stem: str, profile: str, folder: Path, since: float) -> dict | None:
+    """The record this execution wrote (None if it wrote none: an older record is not its result)."""
     path = folder / f"{stem}.{profile}.json"
-    if path.exists():
+    if path.exists() and path.stat().st_mtime >= since:
         return json.loads(path.read_text())
     return None
 
@@ -110,12 +111,15 @@ def main() -> int:
     os.environ.setdefault("NB_OUTPUT_DIR", str(out))
     record_dir = Path(os.environ["NB_OUTPUT_DIR"]).resolve()
     os.environ["NB_OUTPUT_DIR"] = str(record_dir)
+    if os.environ.get("NB_CHECKPOINT_DIR", "").strip():   # relative to where you ran this, not to the notebook
+        os.environ["NB_CHECKPOINT_DIR"] = str(Path(os.environ["NB_CHECKPOINT_DIR"]).expanduser().resolve())
 
     rows = []
     for path in find_notebooks(args.targets):
         print(f"--> {path.name} ({args.profile})", flush=True)
+        started = time.time() - 1          # (file times can be a little coarse)
         status, wall, detail = execute(path, out, args.timeout)
-        record = record_for(path.stem, args.profile, record_dir)
+        record = record_for(path.stem, args.profile, record_dir, since=started)
         rows.append((path.name, status, f"{wall:.0f} s", peak_of(record), signal_of(record), detail))
         print(f"    {status} in {wall:.0f} s {detail}", flush=True)
 

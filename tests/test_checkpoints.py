@@ -359,3 +359,42 @@ def test_save_timer_counts_the_seconds_spent_writing_checkpoints(tmp_path):
     tiny_trainer(tmp_path, [SlowSave(), timer], max_steps=4, save_strategy="steps", save_steps=2).train()
     assert len(list(tmp_path.glob("checkpoint-*"))) == 2
     assert 0.4 <= timer.seconds < 5.0      # both saves, each with its 0.2 s
+
+
+def test_run_identity_counts_a_files_content_and_the_data_variables(tmp_path, monkeypatch):
+    data_file = tmp_path / "mine.csv"
+    data_file.write_text("text,label\na,1\n")
+    monkeypatch.delenv("NB_TEXT_COLUMN", raising=False)
+    first = checkpoints.run_identity(settings={"lr": 1e-3}, data=str(data_file))
+    assert first == checkpoints.run_identity(settings={"lr": 1e-3}, data=str(data_file))
+    data_file.write_text("text,label\nb,0\n")                       # same name, other content
+    assert checkpoints.run_identity(settings={"lr": 1e-3}, data=str(data_file)) != first
+    monkeypatch.setenv("NB_TEXT_COLUMN", "review")
+    assert checkpoints.run_identity(settings={"lr": 1e-3}, data=str(data_file))["data_variables"] == \
+        {"NB_TEXT_COLUMN": "review"}
+
+
+def test_claim_moves_another_runs_checkpoints_aside(tmp_path, capsys):
+    folder = tmp_path / "trainer"
+    mine, other = {"settings": {"lr": 1e-3}}, {"settings": {"lr": 2e-3}}
+    checkpoints.claim(folder, mine)
+    (folder / "checkpoint-5").mkdir()
+    checkpoints.claim(folder, mine)                               # the same run: its checkpoints stay
+    assert (folder / "checkpoint-5").is_dir()
+    checkpoints.claim(folder, other)                              # another run: they must not be resumed
+    assert not (folder / "checkpoint-5").exists()
+    aside = [p for p in tmp_path.iterdir() if p.name.startswith("trainer.previous-")]
+    assert len(aside) == 1 and (aside[0] / "checkpoint-5").is_dir()
+    assert "different run (settings)" in capsys.readouterr().out
+    legacy = tmp_path / "legacy"
+    (legacy / "checkpoint-3").mkdir(parents=True)                 # from before identities were recorded
+    checkpoints.claim(legacy, mine)
+    assert not (legacy / "checkpoint-3").exists() and "no identity recorded" in capsys.readouterr().out
+
+
+def test_run_store_does_not_reuse_a_run_of_other_data(tmp_path, capsys):
+    store = checkpoints.RunStore(tmp_path / "runs", identity={"data": "a.csv"})
+    store.save("LoRA", {"test_accuracy": 0.9})
+    assert checkpoints.RunStore(tmp_path / "runs", identity={"data": "a.csv"}).finished("LoRA") == {"test_accuracy": 0.9}
+    assert checkpoints.RunStore(tmp_path / "runs", identity={"data": "b.csv"}).finished("LoRA") is None
+    assert "different run (data)" in capsys.readouterr().out
