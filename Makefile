@@ -9,6 +9,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 READY := $(VENV)/.ready
 TORCH_CPU := torch==2.13.0
+# Where pip finds that torch. Empty: the configured index (here it holds the CPU wheel; PyPI's own
+# torch 2.13.0 for Linux pulls several GB of CUDA packages). Elsewhere, for the CPU build only:
+#   make run TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu"
+TORCH_PIP_ARGS ?=
 # Two pytest workers on the two cores, one thread each (tiny models are overhead-bound).
 TEST_WORKERS ?= 2
 NOTEBOOKS ?= notebooks
@@ -22,7 +26,7 @@ RUN_CHECKPOINTS := outputs/run/checkpoints
 $(READY): requirements.txt requirements-lock.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet $(TORCH_CPU)
+	$(PY) -m pip install --quiet $(TORCH_PIP_ARGS) $(TORCH_CPU)
 	$(PY) -m pip install --quiet -r requirements.txt -c requirements-lock.txt
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(READY)
@@ -45,7 +49,7 @@ LATEST_VENV ?= .venv-latest
 test-latest:
 	$(PYTHON) -m venv $(LATEST_VENV)
 	$(LATEST_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(LATEST_VENV)/bin/python -m pip install --quiet $(TORCH_CPU)
+	$(LATEST_VENV)/bin/python -m pip install --quiet $(TORCH_PIP_ARGS) $(TORCH_CPU)
 	$(LATEST_VENV)/bin/python -m pip install --quiet --upgrade -r requirements-latest.txt
 	$(LATEST_VENV)/bin/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	$(LATEST_VENV)/bin/python -m pip list 2>/dev/null | grep -iE "^(torch|transformers|peft|trl|bitsandbytes|datasets|accelerate) "

@@ -16,7 +16,7 @@ from . import gpus
 from .errors import FriendlyError
 
 _RATES_SOURCE = ("Colab compute-unit rates per GPU type as read by an outside observer, "
-                 "collected in RECIPES.md 'Cost and hardware facts'")
+                 "collected in docs/sources.md 'Cost and hardware facts'")
 
 # CU per hour by GPU type. A table is keyed by the month its rates were read.
 RATE_TABLES = {
@@ -34,7 +34,7 @@ RATE_TABLES = {
 }
 DEFAULT_TABLE = "colab-2026-03"
 
-# Dollars per compute unit, by how the units are bought (RECIPES.md, Cost and hardware facts).
+# Dollars per compute unit, by how the units are bought (docs/sources.md, Cost and hardware facts).
 PRICES = {
     "payg": 9.99 / 100,  # $9.99 per 100 CU
     "payg-500": 49.99 / 500,  # $49.99 per 500 CU

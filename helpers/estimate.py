@@ -389,6 +389,8 @@ class Estimate:
             lines.append(f"  on {self.gpu} ({self.usable_gib:.1f} GiB usable): {verdict}")
             lines.append(f"  step time (one optimizer step): {self.step_time_s:.3f} s"
                          f"  ({self.tokens_per_s:,.0f} tokens/s)")
+            lines.append("  (a steady step on fixed-length batches: whole runs on real data took 1.2-4x this "
+                         "in the notebooks' H200 benches, see README)")
         for note in self.notes:
             lines.append(f"  note: {note}")
         lines.append(f"  (calibrated on {CALIBRATION['gpu']}, {CALIBRATION['date']}; see docs/estimator.md)")
@@ -865,7 +867,11 @@ def main(argv=None) -> int:
         for name, settings in PRESETS.items():
             print(f"{name:28s} notebook {settings['notebook']}: {settings['model']}, {settings['method']}")
         return 0
-    settings = preset(args.preset) if args.preset else {}
+    try:
+        settings = preset(args.preset) if args.preset else {}
+    except FriendlyError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     overrides = {k: getattr(args, k) for k in ESTIMATE_KEYS if getattr(args, k, None) is not None}
     if args.model:
         overrides["model"] = args.model

@@ -1,7 +1,7 @@
 """The GPUs the estimator knows, as data: memory, dense throughput, bandwidth, bf16.
 
 Figures are the vendors' dense (no sparsity) tensor throughput at the precision the notebooks
-train in (bf16 where the GPU has it natively, else fp16), as collected in RECIPES.md "Cost and
+train in (bf16 where the GPU has it natively, else fp16), as collected in docs/sources.md "Cost and
 hardware facts"; plain fp32 throughput (for fp32 training, TF32 off as PyTorch defaults) is from
 the vendors' datasheets and was not measured here. `usable_gib` is what training can fill: the memory nvidia-smi reports, which
 for a "16 GB" card is about 15 GiB. Only the H200's was read here (143,771 MiB, 2026-10-27); the
@@ -30,20 +30,20 @@ class GPU:
     bandwidth_gbs: float  # memory bandwidth, GB/s
     bf16: bool  # native bf16 (compute capability >= 8.0)
     capability: str
-    source: str = "RECIPES.md, Cost and hardware facts"
+    source: str = "docs/sources.md, Cost and hardware facts"
 
 
 GPUS = {
     "T4": GPU("T4", 16, 16 * GB_IN_GIB, 65, 8.1, 320, False, "7.5",
-              "RECIPES.md (16 GB, about 15 usable, 65 TFLOP/s fp16, 320 GB/s)"),
+              "docs/sources.md (16 GB, about 15 usable, 65 TFLOP/s fp16, 320 GB/s)"),
     "L4": GPU("L4", 24, 24 * GB_IN_GIB, 121, 30.3, 300, True, "8.9"),
     "V100": GPU("V100", 16, 16 * GB_IN_GIB, 125, 15.7, 900, False, "7.0"),
     "V100-32GB": GPU("V100-32GB", 32, 32 * GB_IN_GIB, 125, 15.7, 900, False, "7.0"),
     "A100-40GB": GPU("A100-40GB", 40, 40 * GB_IN_GIB, 312, 19.5, 1555, True, "8.0"),
     "A100-80GB": GPU("A100-80GB", 80, 80 * GB_IN_GIB, 312, 19.5, 2039, True, "8.0"),
-    "H100": GPU("H100", 80, 80 * GB_IN_GIB, 989, 67, 3350, True, "9.0", "RECIPES.md (H100 SXM)"),
+    "H100": GPU("H100", 80, 80 * GB_IN_GIB, 989, 67, 3350, True, "9.0", "docs/sources.md (H100 SXM)"),
     "H200": GPU("H200", 141, 143771 / 1024, 989, 67, 4800, True, "9.0",
-                "RECIPES.md; usable memory read by nvidia-smi here (143,771 MiB)"),
+                "docs/sources.md; usable memory read by nvidia-smi here (143,771 MiB)"),
 }
 
 # Other spellings people (and torch.cuda.get_device_name) use.

@@ -398,3 +398,15 @@ def test_run_store_does_not_reuse_a_run_of_other_data(tmp_path, capsys):
     assert checkpoints.RunStore(tmp_path / "runs", identity={"data": "a.csv"}).finished("LoRA") == {"test_accuracy": 0.9}
     assert checkpoints.RunStore(tmp_path / "runs", identity={"data": "b.csv"}).finished("LoRA") is None
     assert "different run (data)" in capsys.readouterr().out
+
+
+def test_every_training_notebook_ties_its_checkpoints_to_its_settings_and_data():
+    """Each notebook names the run its checkpoints belong to, so changed data is never resumed or reused."""
+    from pathlib import Path
+
+    import nbformat
+
+    for path in sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("0*.ipynb")):
+        code = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
+        assert "checkpoints.run_identity(settings=SETTINGS, data=source" in code, path.name
+        assert ("RunStore(" in code and "identity=" in code) or "checkpoints.claim(" in code, path.name

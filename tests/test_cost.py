@@ -25,7 +25,7 @@ def test_colab_cost_names_rate_source_and_date():
     assert out["dollars"] == pytest.approx(2 * 1.71 * 0.0999)
     assert out["rate"] == 1.71
     assert out["date"] == "2026-03"
-    assert "RECIPES" in out["source"]
+    assert "docs/sources.md" in out["source"]
 
 
 def test_gpu_names_as_torch_reports_them():

@@ -17,7 +17,7 @@ GIB = 2**30
 def test_xlm_roberta_large_with_the_posts_lora_config():
     facts = est.model_facts("xlm-roberta-large", task="seq-cls", num_labels=214, method="lora", lora_r=16,
                             lora_targets=["query", "value"])
-    # RECIPES 01: backbone 558,840,832; head 1,049,600 + 1025 per label; LoRA 98,304 per rank
+    # docs/sources.md 01: backbone 558,840,832; head 1,049,600 + 1025 per label; LoRA 98,304 per rank
     assert facts.base_params == 558_840_832 + 1_049_600 + 1025 * 214
     assert facts.total_params == 562_951_596
     assert facts.trainable_params == 2_841_814
@@ -109,7 +109,7 @@ def test_weights_by_regime():
 
 
 def test_qlora_neox_weights_match_the_measured_load():
-    """RECIPES 02 (H200): 11.95 GiB allocated after 4-bit load and k-bit preparation."""
+    """docs/sources.md 02 (H200): 11.95 GiB allocated after 4-bit load and k-bit preparation."""
     e = est.estimate("EleutherAI/gpt-neox-20b", method="qlora", lora_r=8, lora_targets=["query_key_value"],
                      optimizer="paged_adamw_8bit", precision="fp16", gradient_checkpointing=True, seq_len=64)
     weights = sum(v for k, v in e.breakdown.items() if k.startswith(("weights", "trainable adapters")))
@@ -287,6 +287,12 @@ def test_cli_overrides_and_fit():
     assert data["estimate"]["inputs"]["seq_len"] == 128
 
 
+def test_cli_unknown_preset_is_one_line_not_a_traceback(capsys):
+    assert est.main(["--preset", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "nope" in err and "Traceback" not in err
+
+
 def test_cli_table_and_bad_gpu(capsys):
     assert est.main(["--preset", "full-bloom-560m"]) == 0
     assert "peak device used" in capsys.readouterr().out
@@ -303,7 +309,7 @@ def test_presets_reproduce_the_recipes():
 
 
 def test_qlora_neox_preset_agrees_with_the_measurement_in_recipes():
-    """RECIPES 02, H200 2026-11-22: peak allocated 12.74, reserved 13.36 GiB, 14,593 MiB device."""
+    """docs/sources.md 02, H200 2026-11-22: peak allocated 12.74, reserved 13.36 GiB, 14,593 MiB device."""
     settings = est.preset("qlora-neox-20b")
     e = est.estimate(settings.pop("model"), **settings)
     assert est.error(e.peak_allocated_gib, 12.74) == pytest.approx(0, abs=0.10)

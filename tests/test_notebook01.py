@@ -96,7 +96,7 @@ def test_parameter_figures_of_the_post_follow_from_the_model():
     trainable, total = model.get_nb_trainable_parameters()
     assert (trainable, total) == (4_110_764, 562_951_596)
     assert 100 * trainable / total == 0.7302162440267778
-    # RECIPES 01: backbone 558,840,832; head 1,049,600 + 1025 per label; LoRA 98,304 per rank
+    # docs/sources.md 01: backbone 558,840,832; head 1,049,600 + 1025 per label; LoRA 98,304 per rank
     assert total == 558_840_832 + 2 * (1_049_600 + 1025 * 214) + 98_304 * 16
 
 

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = ROOT / "notebooks" / "02_qlora_gpt_neox_20b.ipynb"
 SAMPLE = ROOT / "data" / "quotes.csv"
 GIB = 2**30
-# RECIPES.md 02: GPT-NeoX-20B and what an H200 measured (2026-11-22)
+# docs/sources.md 02: GPT-NeoX-20B and what an H200 measured (2026-11-22)
 NEOX_PARAMS = 20_554_567_680
 NEOX_QUANTISED = 12 * 6144**2 * 44  # per block: qkv 3h^2, dense h^2, MLP 2 x 4h^2
 NEOX_LORA = 8_650_752

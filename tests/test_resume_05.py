@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from resume_cases import ROOT, record_by_name, run_subset, same_training
 
+from helpers import checkpoints
+
 NB05 = ROOT / "notebooks" / "05_methods_compared.ipynb"
 
 
@@ -29,6 +31,7 @@ def runs05(tmp_path_factory):
     for folder in (whole / runs_dir).iterdir():
         if folder.name.startswith("prompt-tuning"):
             shutil.copytree(folder, cut / runs_dir / folder.name)
+    shutil.copy(whole / runs_dir / checkpoints.IDENTITY_FILE, cut / runs_dir)   # the same settings and data
     first = run_subset(NB05, cut, RUNS_05, "disconnect@50")
     again = run_subset(NB05, cut, RUNS_05, "disconnect@50")
     return dict(first=first, again=again, uninterrupted=uninterrupted, whole=whole, cut=cut)

@@ -91,7 +91,7 @@ def test_full_configs_have_the_real_sizes(model_id, auto, expected):
 
 
 def test_xlm_roberta_large_classifier_size_matches_recipe():
-    # RECIPES 01: 562,951,596 in all once LoRA (r=16 on query/value) and the classifier's trainable
+    # docs/sources.md 01: 562,951,596 in all once LoRA (r=16 on query/value) and the classifier's trainable
     # copy are added; their 2,841,814 parameters come on top of the bare classifier counted here.
     config = tiny.full_config("xlm-roberta-large")
     config.num_labels = 214
