@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
 
 from . import runtime
 
@@ -55,6 +56,11 @@ def binned(xs, ys, width: float):
     return [(k + 0.5) * width for k in keys], [sums[k][0] / sums[k][1] for k in keys]
 
 
+# Curves that coincide (accumulation and the big batch it reproduces) stay visible when drawn in
+# different styles.
+LINE_STYLES = ["-", "--", "-.", ":"] * 8
+
+
 def loss_curves(curves: dict, source: str, x_label: str = "optimizer step", smooth_window: int = 1,
                 title: str = "Training loss", log_y: bool = False, bin_width: float = 0):
     """One line per run: `curves` maps a run name to (x values, loss values).
@@ -63,10 +69,11 @@ def loss_curves(curves: dict, source: str, x_label: str = "optimizer step", smoo
     moving average over points instead.
     """
     fig, ax = plt.subplots(figsize=(7, 4))
-    for name, (xs, ys) in curves.items():
+    for (name, (xs, ys)), style in zip(curves.items(), LINE_STYLES):
         if bin_width:
             xs, ys = binned(list(xs), list(ys), bin_width)
-        ax.plot(xs, smooth(list(ys), smooth_window), label=name, lw=1.5)
+        ax.plot(xs, smooth(list(ys), smooth_window), style, label=name, lw=1.5)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel(x_label)
     what = f" (mean per {bin_width:g})" if bin_width else ""
     ax.set_ylabel("loss" + (f" (moving average of {smooth_window})" if smooth_window > 1 else what))
@@ -81,8 +88,9 @@ def loss_curves(curves: dict, source: str, x_label: str = "optimizer step", smoo
 def metric_curves(history: dict, source: str, x_label: str = "optimizer step", title: str = "Metrics"):
     """`history` maps a metric name to (x values, values); one line each, values 0..1."""
     fig, ax = plt.subplots(figsize=(7, 4))
-    for name, (xs, ys) in history.items():
-        ax.plot(xs, ys, marker="o", ms=3, label=name)
+    for (name, (xs, ys)), style in zip(history.items(), LINE_STYLES):
+        ax.plot(xs, ys, style, marker="o", ms=3, label=name)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel(x_label)
     ax.set_ylabel("score")
     ax.set_title(title)
@@ -105,6 +113,8 @@ def memory_timeline(trackers: list, source: str, title: str = "Memory per step")
             ax.plot(steps, [r["rss_gib"] for r in tracker.rows], label=f"{tracker.name}: process RSS")
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("GiB")
+    ax.set_ylim(bottom=0)                  # from zero: a small change should look small
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
