@@ -733,13 +733,16 @@ def fit(model, *, gpu="T4", effective_batch=16, headroom_gib=0.0, **kwargs) -> F
     if best is None:
         est = estimate(model, gpu=spec.name, micro_batch=1, grad_accum=effective_batch, **kwargs)
         message = (f"Does not fit on {spec.name} even with micro-batch 1: {est.peak_device_gib:.2f} GiB "
-                   f"needed, {budget:.2f} GiB usable. Try gradient checkpointing, a shorter sequence, "
-                   "LoRA/QLoRA or an 8-bit/paged optimizer.")
+                   f"needed, {spec.usable_gib:.2f} GiB usable"
+                   + (f" less {headroom_gib:.2f} kept free for the estimate's error (--headroom; 0 to risk it)"
+                      if headroom_gib else "")
+                   + ". Try gradient checkpointing, a shorter sequence, LoRA/QLoRA or an 8-bit/paged optimizer.")
         return Fit(1, effective_batch, est, spec.name, effective_batch, False, message)
     micro = best.inputs["micro_batch"]
     message = (f"micro-batch {micro} x {effective_batch // micro} accumulation steps = {effective_batch} on "
-               f"{spec.name}: {best.peak_device_gib:.2f} of {spec.usable_gib:.1f} GiB, "
-               f"{best.step_time_s:.2f} s per optimizer step")
+               f"{spec.name}: {best.peak_device_gib:.2f} of {spec.usable_gib:.1f} GiB"
+               + (f" (keeping {headroom_gib:.2f} GiB free)" if headroom_gib else "")
+               + f", {best.step_time_s:.2f} s per optimizer step")
     return Fit(micro, effective_batch // micro, best, spec.name, effective_batch, True, message)
 
 
@@ -857,6 +860,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--gpu", help=f"one of {', '.join(_gpus.known())}, or 'none'")
     p.add_argument("--fit", action="store_true", help="find the largest micro-batch that fits on --gpu")
     p.add_argument("--effective-batch", type=int, help="with --fit: micro-batch x accumulation")
+    p.add_argument("--headroom", type=float, help="with --fit: GiB to keep free (default: 5 %% of the GPU's "
+                   "usable memory, the estimator's largest error on its calibration runs)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     return p
 
@@ -888,7 +893,8 @@ def main(argv=None) -> int:
         if args.fit:
             gpu = settings.pop("gpu", None) or "T4"
             effective = args.effective_batch or settings.get("micro_batch", 1) * settings.get("grad_accum", 1)
-            result = fit(model, gpu=gpu, effective_batch=effective, **settings)
+            headroom = args.headroom if args.headroom is not None else round(0.05 * _gpus.get(gpu).usable_gib, 2)
+            result = fit(model, gpu=gpu, effective_batch=effective, headroom_gib=headroom, **settings)
             print(json.dumps(result.as_dict(), indent=2) if args.json
                   else result.estimate.table() + "\n\n" + result.message)
         else:

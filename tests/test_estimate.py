@@ -287,6 +287,17 @@ def test_cli_overrides_and_fit():
     assert data["estimate"]["inputs"]["seq_len"] == 128
 
 
+def test_cli_fit_keeps_headroom_for_the_estimators_error():
+    kw = ["--preset", "qlora-neox-20b", "--gpu", "T4", "--fit", "--effective-batch", "8", "--json"]
+    for extra in ([], ["--headroom", "0"]):
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            assert est.main(kw + extra) == 0
+        data = json.loads(out.getvalue())
+        limit = data["estimate"]["usable_gib"] * (0.95 if not extra else 1.0)
+        assert data["estimate"]["peak_device_gib"] <= limit + 1e-9 or not data["fits"]
+
+
 def test_cli_unknown_preset_is_one_line_not_a_traceback(capsys):
     assert est.main(["--preset", "nope"]) == 2
     err = capsys.readouterr().err
