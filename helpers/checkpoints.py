@@ -186,6 +186,18 @@ def last_checkpoint(run_dir) -> str | None:
     return None
 
 
+def resume_step(run_dir, identity: dict | None = None) -> int | None:
+    """The step a Trainer run in `run_dir` will resume from (None: a fresh start).
+
+    With `identity` (run_identity), checkpoints of another run are first moved aside (see claim), so
+    they are never resumed.
+    """
+    if identity is not None:
+        claim(run_dir, identity)
+    start = last_checkpoint(run_dir)
+    return int(start.rsplit("-", 1)[1]) if start else None
+
+
 def _remove_incomplete(run_dir: Path, resume_step: int) -> None:
     """Delete half-written checkpoints newer than the one we resume from (the run writes them again)."""
     for step, folder in _checkpoint_steps(run_dir):

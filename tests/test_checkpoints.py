@@ -10,6 +10,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import shutil
 
 import numpy as np
@@ -392,6 +393,16 @@ def test_claim_moves_another_runs_checkpoints_aside(tmp_path, capsys):
     assert not (legacy / "checkpoint-3").exists() and "no identity recorded" in capsys.readouterr().out
 
 
+def test_resume_step_names_the_step_and_never_resumes_another_run(tmp_path, capsys):
+    folder = tmp_path / "trainer"
+    assert checkpoints.resume_step(folder, identity={"data": "a.csv"}) is None     # fresh
+    write_checkpoint(folder / "checkpoint-4", 4)
+    assert checkpoints.resume_step(folder, identity={"data": "a.csv"}) == 4
+    assert checkpoints.resume_step(folder) == 4                                    # no identity: as it is
+    assert checkpoints.resume_step(folder, identity={"data": "b.csv"}) is None     # another run's: set aside
+    assert "different run (data)" in capsys.readouterr().out
+
+
 def test_run_store_does_not_reuse_a_run_of_other_data(tmp_path, capsys):
     store = checkpoints.RunStore(tmp_path / "runs", identity={"data": "a.csv"})
     store.save("LoRA", {"test_accuracy": 0.9})
@@ -409,4 +420,5 @@ def test_every_training_notebook_ties_its_checkpoints_to_its_settings_and_data()
     for path in sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("0*.ipynb")):
         code = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
         assert "checkpoints.run_identity(settings=SETTINGS, data=source" in code, path.name
-        assert ("RunStore(" in code and "identity=" in code) or "checkpoints.claim(" in code, path.name
+        assert re.search(r"RunStore\([^)]*identity=|resume_step\([^)]*identity=", code), path.name
+        assert "last_checkpoint(" not in code, f"{path.name}: resume_step says where a run resumes"

@@ -288,14 +288,21 @@ def test_cli_overrides_and_fit():
 
 
 def test_cli_fit_keeps_headroom_for_the_estimators_error():
-    kw = ["--preset", "qlora-neox-20b", "--gpu", "T4", "--fit", "--effective-batch", "8", "--json"]
-    for extra in ([], ["--headroom", "0"]):
+    def fit_json(*extra):
         out = io.StringIO()
         with contextlib.redirect_stdout(out):
-            assert est.main(kw + extra) == 0
-        data = json.loads(out.getvalue())
-        limit = data["estimate"]["usable_gib"] * (0.95 if not extra else 1.0)
-        assert data["estimate"]["peak_device_gib"] <= limit + 1e-9 or not data["fits"]
+            assert est.main(["--gpu", "T4", "--fit", "--json", *extra]) == 0
+        return json.loads(out.getvalue())
+
+    # the post's QLoRA recipe needs 14.73 of a T4's 14.9 GiB: inside 5 % of the estimate's error
+    neox = ["--preset", "qlora-neox-20b", "--effective-batch", "8"]
+    assert fit_json(*neox, "--headroom", "0")["fits"]
+    assert not fit_json(*neox)["fits"]
+    # roberta-large at 448 tokens: micro-batch 32 needs 14.52 GiB, within the T4 but not within 95 %
+    roberta = ["--preset", "roberta-large-lora-qv", "--effective-batch", "64", "--seq-len", "448"]
+    reckless, chosen = fit_json(*roberta, "--headroom", "0"), fit_json(*roberta)
+    assert reckless["micro_batch"] == 32 and chosen["micro_batch"] == 16
+    assert chosen["estimate"]["peak_device_gib"] <= 0.95 * chosen["estimate"]["usable_gib"]
 
 
 def test_cli_unknown_preset_is_one_line_not_a_traceback(capsys):
