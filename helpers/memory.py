@@ -321,3 +321,43 @@ def release(namespace: dict, *names: str) -> float | None:
         return None
     torch.cuda.empty_cache()
     return torch.cuda.memory_allocated() / GIB
+
+
+# ----------------------------------------------------------------------------- the host: RAM and disk
+def checkpoint_bytes(model_path, parameters: int, bytes_per_parameter: int = 2) -> int:
+    """Bytes of a checkpoint's weight files: counted in a local folder, else parameters x bytes (16-bit on the hub)."""
+    from pathlib import Path
+
+    folder = Path(str(model_path))
+    if folder.is_dir():
+        files = [*folder.glob("*.safetensors"), *folder.glob("*.bin")]
+        if files:
+            return sum(f.stat().st_size for f in files)
+    return parameters * bytes_per_parameter
+
+
+def host_shortfall(*, ram_gib: float = 0.0, disk_gib: float = 0.0, disk_path=".") -> str | None:
+    """None when this machine has the free RAM and disk asked for (5 % kept spare); else what is short, in words."""
+    import shutil
+    from pathlib import Path
+
+    import psutil
+
+    short = []
+    free_ram = psutil.virtual_memory().available / 2**30
+    if ram_gib and ram_gib > 0.95 * free_ram:
+        short.append(f"{ram_gib:.1f} GiB of RAM needed, {free_ram:.1f} GiB free")
+    if disk_gib:
+        where = Path(disk_path).resolve()
+        while not where.exists():
+            where = where.parent
+        free_disk = shutil.disk_usage(where).free / 2**30
+        if disk_gib > 0.95 * free_disk:
+            short.append(f"{disk_gib:.1f} GiB of disk needed at {where}, {free_disk:.1f} GiB free")
+    return "; ".join(short) or None
+
+
+def read_timeout_s(nbytes: int, slowest_mb_per_s: float = 30.0, floor_s: int = 900) -> int:
+    """Seconds to allow a process that reads a checkpoint of `nbytes`: at the slowest disk we plan for (a Colab
+    runtime's disk or a Drive mount can fall to tens of MB/s), never less than `floor_s`."""
+    return max(floor_s, int(nbytes / (slowest_mb_per_s * 1e6)) + floor_s // 3)

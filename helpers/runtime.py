@@ -26,6 +26,8 @@ REPOSITORY = "finetune-on-a-budget/notebooks"
 PROFILES = ("smoke", "bench", "full")
 PROFILE_ENV = "NB_PROFILE"
 OUTPUT_ENV = "NB_OUTPUT_DIR"
+# NB_EMULATE=T4 makes a bigger CUDA GPU behave as a Colab T4 where it matters for these recipes (see emulation()).
+EMULATE_ENV = "NB_EMULATE"
 
 _PROFILE_MEANING = {
     "smoke": "tiny random model of the same architecture + the data sample in data/ (CPU, offline)",
@@ -83,28 +85,100 @@ def in_colab() -> bool:
     return "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ
 
 
+class EmulationError(FriendlyError):
+    pass
+
+
+# The GPUs NB_EMULATE can stand in for: the name and compute capability they report, and their CUDA context,
+# which lives outside PyTorch's allocator (0.3-0.5 GB on a T4, docs/sources.md; the upper end, to be safe).
+# Their usable memory comes from helpers/gpus.py, which says where that figure comes from.
+_EMULATED = {"T4": {"name": "Tesla T4", "capability": "7.5", "context_gib": 0.5}}
+_emulation_applied: dict | None = None
+
+
+def emulated_gpu() -> str | None:
+    """'T4' when NB_EMULATE=T4 asks for it on a CUDA machine; None otherwise (a CPU ignores it)."""
+    wanted = os.environ.get(EMULATE_ENV, "").strip().upper()
+    if not wanted:
+        return None
+    if wanted not in _EMULATED:
+        raise EmulationError(f"{EMULATE_ENV}={os.environ[EMULATE_ENV]!r} cannot be emulated: the only choice is "
+                             f"{', '.join(_EMULATED)} (or unset {EMULATE_ENV}).")
+    return wanted if cuda_available() else None
+
+
+def emulation() -> dict | None:
+    """Make this GPU behave as the GPU named by NB_EMULATE, once per process; None when not emulating.
+
+    For a T4, on a larger GPU: no bf16 (precision() then gives fp16 with a GradScaler, as on a T4), TF32 off
+    (a T4 has no TF32), the flash and cuDNN attention kernels of PyTorch's SDPA off (they need compute
+    capability 8.0; the memory-efficient and math kernels, which a T4 runs, stay), and PyTorch's allocator
+    capped at the T4's memory less its CUDA context, so a recipe that would not fit fails here as it would there.
+    Not emulated: speed (the big GPU stays faster) and memory outside PyTorch's allocator (the CUDA context of
+    the big GPU, bitsandbytes' paged optimizer state): the device-used figure is read by NVML as usual.
+    """
+    global _emulation_applied
+    name = emulated_gpu()
+    if name is None:
+        return None
+    if _emulation_applied is not None:
+        return _emulation_applied
+    import torch
+
+    from . import gpus
+
+    target = gpus.get(name)
+    context_gib = _EMULATED[name]["context_gib"]
+    cap_gib = target.usable_gib - context_gib
+    total_gib = torch.cuda.get_device_properties(0).total_memory / 2**30
+    if cap_gib >= total_gib:
+        raise EmulationError(f"This GPU has {total_gib:.1f} GiB, not more than a {name}'s {target.usable_gib:.2f}: "
+                             f"there is nothing to emulate; unset {EMULATE_ENV}.")
+    for index in range(torch.cuda.device_count()):
+        torch.cuda.set_per_process_memory_fraction(cap_gib / total_gib, index)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.enable_flash_sdp(False)
+    torch.backends.cuda.enable_cudnn_sdp(False)
+    _emulation_applied = {"emulating": name, "on": torch.cuda.get_device_name(0), "memory_cap_gib": round(cap_gib, 2),
+                          "usable_gib": round(target.usable_gib, 2), "context_gib": context_gib,
+                          "bf16": False, "tf32": False, "flash_attention": False}
+    return _emulation_applied
+
+
 def gpu_info() -> dict:
-    """Name, count, compute capability and memory of the visible GPUs (empty name on CPU)."""
+    """Name, count, compute capability and memory of the visible GPUs (name 'cpu' on a CPU).
+
+    Under NB_EMULATE=T4 the GPU is described as the T4 it stands in for, with `emulated_on` naming the real one
+    (records and plots show both).
+    """
     if not cuda_available():
         return {"name": "cpu", "count": 0, "capability": None, "total_gib": None}
     import torch
 
     props = torch.cuda.get_device_properties(0)
-    return {
+    info = {
         "name": props.name,
         "count": torch.cuda.device_count(),
         "capability": f"{props.major}.{props.minor}",
         "total_gib": round(props.total_memory / 2**30, 2),
     }
+    emulated = emulation()
+    if emulated:
+        info.update(name=_EMULATED[emulated["emulating"]]["name"], capability=_EMULATED[emulated["emulating"]]["capability"],
+                    total_gib=emulated["usable_gib"], emulated_on=props.name, memory_cap_gib=emulated["memory_cap_gib"])
+    return info
 
 
 def has_native_bf16() -> bool:
     """bf16 only where the GPU computes it natively (compute capability >= 8.0).
 
     `torch.cuda.is_bf16_supported()` can answer True on a T4 through emulation, which is slow,
-    so the decision is taken from the compute capability.
+    so the decision is taken from the compute capability (and is False under NB_EMULATE=T4).
     """
     if not cuda_available():
+        return False
+    if emulation():
         return False
     import torch
 
@@ -215,6 +289,9 @@ def banner(notebook: str, profile: str) -> str:
         if gpu["count"]
         else "CPU only"
     )
+    if gpu.get("emulated_on"):
+        device_line += (f", EMULATED on {gpu['emulated_on']}: fp16, no bf16, no TF32, no flash attention, "
+                        f"PyTorch memory capped at {gpu['memory_cap_gib']} GiB")
     lines = [
         f"{notebook}",
         f"profile   : {profile.upper()}  ({_PROFILE_MEANING[profile]})",
@@ -237,31 +314,6 @@ def banner(notebook: str, profile: str) -> str:
     text = "\n".join(["=" * width, *[f"  {line}" for line in lines], "=" * width])
     print(text)
     return text
-
-
-def restart_hint(before: dict) -> str | None:
-    """After the Colab install cell: say whether an already-imported library was replaced.
-
-    `before` maps module names to the versions imported before installing. If pip replaced one
-    of them, Python still holds the old one in memory and the runtime must be restarted.
-    """
-    changed = []
-    for name, old in before.items():
-        try:
-            from importlib.metadata import version
-
-            new = version(name)
-        except Exception:
-            continue
-        if old and new != old:
-            changed.append(f"{name} {old} -> {new}")
-    if changed:
-        return (
-            "Restart needed: the install replaced libraries that were already loaded ("
-            + ", ".join(changed)
-            + "). Use Runtime > Restart session, then run the notebook again from the top."
-        )
-    return None
 
 
 def chosen_runs(names, wanted: str) -> list:

@@ -153,6 +153,25 @@ def training_config(output_dir, *, batch_size, learning_rate, max_length, eval_s
     )
 
 
+def adapters_for_precision(trainer) -> set:
+    """Put the trainable parameters in the dtype the run's mixed precision can step; returns their dtypes.
+
+    TRL 1.16 casts a quantised model's trainable parameters to bf16 whatever the precision (as the QLoRA
+    paper did, on bf16 GPUs). Under fp16 (a T4, a V100) the Trainer's GradScaler then meets bf16 gradients
+    and the first optimizer step fails on CUDA ("_amp_foreach_non_finite_check_and_unscale_cuda" not
+    implemented for 'BFloat16'; trl issue 4901). fp16 mixed precision keeps its trainable (master) weights in
+    fp32, so they go back to fp32 there. Under bf16 and fp32 nothing changes. Call it after building the
+    SFTTrainer and before training (the optimizer is created at the start of training).
+    """
+    import torch
+
+    if trainer.args.fp16:
+        for parameter in trainer.model.parameters():
+            if parameter.requires_grad and parameter.dtype != torch.float32:
+                parameter.data = parameter.data.float()
+    return {p.dtype for p in trainer.model.parameters() if p.requires_grad}
+
+
 def early_stopping():
     """Stop when the evaluation loss has not improved by `threshold` for `patience` evaluations."""
     from transformers import EarlyStoppingCallback

@@ -211,6 +211,7 @@ def train(args) -> dict:
                          processing_class=tokenizer,
                          peft_config=sft.lora_config() if args.method == "lora" else None,
                          callbacks=[sft.early_stopping(), mem, speed] if config.load_best_model_at_end else [mem, speed])
+    sft.adapters_for_precision(trainer)   # fp32 adapters under fp16 (a T4): TRL made them bf16
     effective = args.batch_size * args.gradient_accumulation_steps * where["processes"]
     trainable = sum(p.ds_numel if hasattr(p, "ds_numel") else p.numel()   # ZeRO-3 keeps only a shard here
                     for p in trainer.model.parameters() if p.requires_grad)

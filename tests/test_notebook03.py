@@ -145,3 +145,46 @@ def test_notebook_uses_the_shared_recipe_and_todays_api():
         assert needle in notebook, needle
     for gone in ("warmup_ratio=", "group_by_length=True", "evaluation_strategy", "max_seq_length", "tokenizer=tokenizer"):
         assert gone not in code, gone
+
+
+def test_fp16_training_keeps_the_adapters_fp32(tmp_path, monkeypatch, tokenizer):
+    """On a T4 (fp16) TRL's bf16 adapters crash the GradScaler at the first step: they must go back to fp32.
+
+    TRL 1.16 casts a 4-bit model's trainable parameters to bf16 whatever `fp16` says; on CUDA the GradScaler
+    then fails ('_amp_foreach_non_finite_check_and_unscale_cuda' not implemented for 'BFloat16'). On a CPU the
+    crash does not happen, but the dtypes that cause it are the same, so they are what this test checks.
+    """
+    import torch
+    from peft import prepare_model_for_kbit_training
+    from transformers import AutoModelForCausalLM
+    from trl import SFTTrainer
+
+    from helpers import runtime, tiny
+
+    monkeypatch.setattr(runtime, "trainer_precision_kwargs", lambda: {"bf16": False, "fp16": True})   # a T4
+    path = tiny.tiny_checkpoint("chat", corpus="accounting.csv", **sft.SMOKE_MODEL)
+    model = AutoModelForCausalLM.from_pretrained(path, quantization_config=sft.quantization_config(torch.float32),
+                                                 dtype=torch.float32)
+    model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True)
+    config = sft.training_config(tmp_path, batch_size=2, learning_rate=1e-3, max_length=64, eval_steps=5,
+                                 max_steps=1, save=False)
+    rows = sft.to_dataset(pd.DataFrame({"input": ["Paid rent of $500."] * 4, "output": ["Dr Rent 500\nCr Cash 500"] * 4}),
+                          tokenizer)
+    trainer = SFTTrainer(model=model, args=config, train_dataset=rows, eval_dataset=rows, processing_class=tokenizer,
+                         peft_config=sft.lora_config())
+    made_by_trl = {p.dtype for p in trainer.model.parameters() if p.requires_grad}
+    assert config.fp16 and made_by_trl == {torch.bfloat16}, "TRL no longer casts to bf16: revisit the fix"
+    assert sft.adapters_for_precision(trainer) == {torch.float32}
+
+
+def test_notebook_and_script_fix_the_adapter_dtype_before_training():
+    """Both places that build the SFTTrainer call the fix between building it and training."""
+    import json
+
+    notebook = json.loads((ROOT / "notebooks" / "03_accounting_sft.ipynb").read_text())
+    code = "\n".join("".join(c["source"]) for c in notebook["cells"] if c["cell_type"] == "code")
+    script = (ROOT / "scripts" / "train_sft.py").read_text()
+    for name, text in (("notebook 03", code), ("scripts/train_sft.py", script)):
+        built, fixed = text.find("SFTTrainer(model="), text.find("sft.adapters_for_precision(trainer)")
+        trained = text.find("train_or_resume(trainer)") if name == "notebook 03" else text.find("trainer.train(")
+        assert -1 < built < fixed < trained, f"{name}: adapters_for_precision must come after SFTTrainer(...) and before training"
