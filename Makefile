@@ -21,7 +21,7 @@ SMOKE_ENV := NB_PROFILE=smoke HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_
 # stale checkpoint of an earlier version of a notebook (the tests make their own folders: tests/conftest.py).
 RUN_CHECKPOINTS := outputs/run/checkpoints
 
-.PHONY: bench-sft bench-sft-scale setup run test test-unit test-latest bench lock clean
+.PHONY: bench-t4 bench-sft bench-sft-scale setup run test test-unit test-latest bench lock clean
 
 $(READY): requirements.txt requirements-lock.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -64,6 +64,12 @@ BENCH_CELL_TIMEOUT ?= 1800
 bench:
 	NB_PROFILE=bench NB_OUTPUT_DIR=$(BENCH_OUT) MPLBACKEND=Agg TOKENIZERS_PARALLELISM=false \
 		$(BENCH_PYTHON) scripts/run_notebooks.py --profile bench --out outputs/bench --timeout $(BENCH_CELL_TIMEOUT) $(NOTEBOOKS)
+
+# The same on a bigger GPU made to behave as a free Colab T4 (NB_EMULATE=T4: fp16 with a GradScaler, no bf16, no
+# TF32, no flash attention, PyTorch's memory capped at a T4's less its CUDA context): results/<notebook>.bench.t4.json
+bench-t4:
+	NB_EMULATE=T4 NB_PROFILE=bench NB_OUTPUT_DIR=$(BENCH_OUT) MPLBACKEND=Agg TOKENIZERS_PARALLELISM=false \
+		$(BENCH_PYTHON) scripts/run_notebooks.py --profile bench --out outputs/bench-t4 --timeout $(BENCH_CELL_TIMEOUT) $(NOTEBOOKS)
 
 # Notebook 03's script under each launcher on one GPU (plain/TF32, ZeRO-3, FSDP; the notebook first),
 # then the scale-out runs: make bench-sft-scale GPUS=2 (4, 8: the accumulation is divided among them).
