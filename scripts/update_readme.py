@@ -15,6 +15,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 START, END = "<!-- results:start -->", "<!-- results:end -->"
+T4_COLUMN = "fits a T4 (measured under emulation)"
 sys.path.insert(0, str(ROOT))
 
 from helpers import results  # noqa: E402
@@ -69,13 +70,60 @@ def record_block(record: dict) -> str:
     return "\n".join(lines)
 
 
+def t4_cell(record: dict | None) -> str:
+    """The notebooks table's T4 verdict, from a `make bench-t4` record (results/<notebook>.bench.t4.json)."""
+    if record is None:
+        return "not measured yet"
+    runs = record["runs"]
+    cap = record["gpu"].get("memory_cap_gib")
+    failed = [r["name"] for r in runs if r.get("status") not in (None, "ok", "passed")]
+    peak = max((r["peak_reserved_gib"] for r in runs if r.get("peak_reserved_gib") is not None), default=None)
+    device = max((r["peak_device_gib"] for r in runs if r.get("peak_device_gib") is not None), default=None)
+    verdict = "yes" if not failed else f"{len(runs) - len(failed)} of {len(runs)} runs ({', '.join(failed)} did not)"
+    figures = f": peak {peak:.1f} GiB reserved of the {cap:.1f} GiB cap" if peak is not None and cap else ""
+    if device is not None:
+        figures += f", {device:.1f} GiB device-used"
+    return f"{verdict}{figures} ({record['gpu'].get('emulated_on', '?')}, {record['date']})"
+
+
+def with_t4_column(text: str, records: dict) -> str:
+    """Fill the last column of the notebooks table (rows `| 01 | ...`) from the T4-emulation records."""
+    lines = text.split("\n")
+    for i, line in enumerate(lines):
+        if line.startswith("| # | notebook |"):
+            cells = line.rstrip("|").split("|")
+            if cells[-1].strip() != T4_COLUMN:
+                cells.append(f" {T4_COLUMN} ")
+            lines[i] = "|".join(cells) + "|"
+            lines[i + 1] = "|---" * (len(cells) - 1) + "|"
+        elif line[:2] == "| " and line[2:4].isdigit() and line[4:7] == " | " and "colab-badge" in line:
+            number = line[2:4]
+            cells = line.rstrip("|").split("|")
+            header_width = 5                    # # | notebook | teaches | target GPU | the T4 column
+            cells = cells[:header_width] + [f" {t4_cell(records.get(number))} "]
+            lines[i] = "|".join(cells) + "|"
+    return "\n".join(lines)
+
+
+def t4_records() -> dict:
+    """The newest T4-emulation record of each notebook, by its number ('01')."""
+    found = {}
+    for path in sorted((ROOT / "results").glob("[0-9][0-9]_*.t4.json")):
+        record = json.loads(path.read_text())
+        found[record["notebook"][:2]] = record
+    return found
+
+
 def generated() -> str:
     # the notebooks' own records; the estimator's calibration has its own section and docs page
     records = [r for r in results.load_records(ROOT / "results")
                if r["profile"] in ("bench", "full") and r["notebook"][:2].isdigit()]
+    for r in records:   # a T4-emulation record says so in its heading
+        if r["gpu"].get("emulated_on"):
+            r["gpu"] = dict(r["gpu"], name=f"{r['gpu']['name']} emulated on {r['gpu']['emulated_on']}")
     if not records:
         return "_No GPU measurements recorded yet._"
-    records.sort(key=lambda r: (r["notebook"], r["profile"]))
+    records.sort(key=lambda r: (r["notebook"], r["profile"], bool(r["gpu"].get("emulated_on"))))
     return "\n\n".join(record_block(r) for r in records)
 
 
@@ -90,7 +138,7 @@ def main() -> int:
         return 1
     before, rest = text.split(START, 1)
     _, after = rest.split(END, 1)
-    wanted = f"{before}{START}\n{generated()}\n{END}{after}"
+    wanted = with_t4_column(f"{before}{START}\n{generated()}\n{END}{after}", t4_records())
     if args.check:
         if wanted != text:
             print("README.md is out of date: run python scripts/update_readme.py")
