@@ -118,6 +118,15 @@ def colab_cost(wall_s: float, gpu: str = "T4", table: str = DEFAULT_TABLE, price
     }
 
 
+def colab_cost_range(low_s: float, high_s: float, gpu: str = "T4", table: str = DEFAULT_TABLE,
+                     price: str = "payg") -> dict:
+    """colab_cost of a run whose time is a range: hours, units and dollars as (low, high) pairs."""
+    if high_s < low_s:
+        raise FriendlyError(f"colab_cost_range: the high end ({high_s} s) is below the low end ({low_s} s).")
+    low, high = colab_cost(low_s, gpu, table, price), colab_cost(high_s, gpu, table, price)
+    return {**low, **{key: (low[key], high[key]) for key in ("hours", "units", "dollars")}}
+
+
 def gb_hour_rule(hours: float, gib: float, price: str = "payg", warn: bool = True) -> dict:
     """The original post's rule: units = GB of GPU memory x hours (not how Colab bills).
 

@@ -5,6 +5,8 @@
     ...                       lora_targets=["query_key_value"], optimizer="paged_adamw_8bit",
     ...                       precision="fp16", gradient_checkpointing=True, seq_len=64, gpu="T4")
     >>> print(e.table())
+    >>> print(estimate.verdict(e))     # tight: may not fit a T4: 14.1 of 14.56 GiB, only 0.4 GiB (3 %) ...
+    >>> print(estimate.run_time(e, steps=20, measured=[results.measured_rate("02", "post's recipe")]))
     >>> estimate.fit("EleutherAI/gpt-neox-20b", ..., gpu="T4", effective_batch=16)
 
 How the figures are made (docs/estimator.md has the details and the error tables)
@@ -39,6 +41,7 @@ import sys
 import warnings
 from dataclasses import dataclass, field
 
+from . import cost as _cost
 from . import gpus as _gpus
 from .errors import FriendlyError
 
@@ -339,9 +342,28 @@ class Estimate:
     components: dict = field(default_factory=dict)  # every component in GiB, at the peak or not
 
     @property
+    def needed_gib(self) -> float:
+        """GPU memory the process needs at its peak: device-used less the driver's own reservation,
+        which NVML counts as used but the GPU's reported total (`usable_gib`) already leaves out."""
+        return self.peak_device_gib - self.components.get("driver_reserved", 0.0)
+
+    @property
     def fits(self) -> bool | None:
-        """Whether the peak device memory stays within the GPU's usable memory (None without gpu)."""
-        return None if self.usable_gib is None else self.peak_device_gib <= self.usable_gib
+        """Whether the process's peak (`needed_gib`) stays within the GPU's usable memory (None without gpu).
+
+        True also when the margin is within the estimate's error: `fit_status` says 'tight' then."""
+        return None if self.usable_gib is None else self.needed_gib <= self.usable_gib
+
+    @property
+    def fit_status(self) -> str | None:
+        """'fits', 'tight' (fits by less than the estimate's error) or 'does not fit'; None without gpu."""
+        return None if self.usable_gib is None else fit_status(self.needed_gib, self.usable_gib)
+
+    def verdict(self) -> str:
+        """The fit verdict with its margin, e.g. 'fits a T4: 7.3 of 14.56 GiB, 7.3 GiB (50 %) to spare'."""
+        if self.gpu is None:
+            return f"no GPU named: peak {self.peak_device_gib:.1f} GiB, no verdict"
+        return fit_verdict(self.needed_gib, self.gpu, self.usable_gib)
 
     def as_dict(self) -> dict:
         return {
@@ -356,7 +378,10 @@ class Estimate:
             "components": {k: round(v, 4) for k, v in self.components.items()},
             "gpu": self.gpu,
             "usable_gib": None if self.usable_gib is None else round(self.usable_gib, 2),
+            "needed_gib": round(self.needed_gib, 3),
             "fits": self.fits,
+            "fit_status": self.fit_status,
+            "verdict": self.verdict() if self.gpu else None,
             "inputs": self.inputs,
             "notes": self.notes,
             "calibration": {"gpu": CALIBRATION["gpu"], "date": CALIBRATION["date"]},
@@ -385,8 +410,10 @@ class Estimate:
             f"  {'peak device used (NVML, as helpers.memory reads it)':52s} {self.peak_device_gib:8.2f}",
         ]
         if self.gpu:
-            verdict = "fits" if self.fits else "does NOT fit"
-            lines.append(f"  on {self.gpu} ({self.usable_gib:.1f} GiB usable): {verdict}")
+            if self.components.get("driver_reserved"):
+                label = "needed on the GPU (less the driver's reservation)"
+                lines.append(f"  {label:52s} {self.needed_gib:8.2f}")
+            lines.append(f"  {self.verdict()}")
             lines.append(f"  step time (one optimizer step): {self.step_time_s:.3f} s"
                          f"  ({self.tokens_per_s:,.0f} tokens/s)")
             lines.append("  (a steady step on fixed-length batches: whole runs on real data took 1.2-4x this "
@@ -713,7 +740,7 @@ class Fit:
 
 
 def fit(model, *, gpu="T4", effective_batch=16, headroom_gib=0.0, **kwargs) -> Fit:
-    """Largest micro-batch (a divisor of effective_batch) whose peak fits on `gpu`.
+    """Largest micro-batch (a divisor of effective_batch) whose peak (`needed_gib`) fits on `gpu`.
 
     Returns Fit(micro_batch, grad_accum, estimate, ...); unpack it as a tuple if you like.
     `headroom_gib` keeps that much memory free (e.g. for evaluation or fragmentation).
@@ -727,20 +754,20 @@ def fit(model, *, gpu="T4", effective_batch=16, headroom_gib=0.0, **kwargs) -> F
     best = None
     for micro in sorted((d for d in range(1, effective_batch + 1) if effective_batch % d == 0)):
         est = estimate(model, gpu=spec.name, micro_batch=micro, grad_accum=effective_batch // micro, **kwargs)
-        if est.peak_device_gib > budget:
+        if est.needed_gib > budget:
             break  # memory grows with the micro-batch: larger ones will not fit either
         best = est
     if best is None:
         est = estimate(model, gpu=spec.name, micro_batch=1, grad_accum=effective_batch, **kwargs)
-        message = (f"Does not fit on {spec.name} even with micro-batch 1: {est.peak_device_gib:.2f} GiB "
-                   f"needed, {spec.usable_gib:.2f} GiB usable"
-                   + (f" less {headroom_gib:.2f} kept free for the estimate's error (--headroom; 0 to risk it)"
+        message = (f"Does not fit on {spec.name} even with micro-batch 1"
+                   + (f" while keeping {headroom_gib:.2f} GiB free for the estimate's error (--headroom; 0 to risk it)"
                       if headroom_gib else "")
+                   + f": {est.verdict()}"
                    + ". Try gradient checkpointing, a shorter sequence, LoRA/QLoRA or an 8-bit/paged optimizer.")
         return Fit(1, effective_batch, est, spec.name, effective_batch, False, message)
     micro = best.inputs["micro_batch"]
     message = (f"micro-batch {micro} x {effective_batch // micro} accumulation steps = {effective_batch} on "
-               f"{spec.name}: {best.peak_device_gib:.2f} of {spec.usable_gib:.1f} GiB"
+               f"{spec.name}: {best.verdict()}"
                + (f" (keeping {headroom_gib:.2f} GiB free)" if headroom_gib else "")
                + f", {best.step_time_s:.2f} s per optimizer step")
     return Fit(micro, effective_batch // micro, best, spec.name, effective_batch, True, message)
@@ -776,6 +803,210 @@ def compare(est: Estimate, measured: dict) -> dict:
         if e is not None and m:
             out[key] = {"estimated": round(e, 3), "measured": round(m, 3), "error": round(error(e, m), 4)}
     return out
+
+
+# --------------------------------------------------------------------------- verdicts and whole runs
+# A margin smaller than this share of the estimate is within the estimator's own error: its largest
+# device-memory error on the calibration runs was 5.1 % (docs/estimator.md), and --fit keeps 5 % free.
+# The notebooks' bench runs missed by more on a few recipes (05's QLoRA by -31 %), so even "fits" is
+# the estimate's word, not a promise.
+TIGHT_FRACTION = 0.05
+
+# Whole notebook runs took this many times the estimated steady step time: measured / estimated of the
+# notebooks' H200 bench runs that estimate time at the data's typical length (results/*.bench.json,
+# 2026-11-22/23): 01 3.36; 03 1.53; 04 1.66, 1.38, 3.39; 05 1.20 to 3.95 (README "Will it fit?" has the
+# causes: warm-up, padding, per-micro-batch launches). results.whole_run_ratios() recomputes them; 02
+# is not among them, its notebook estimates time at the longest quote (0.78x and 1.47x of that).
+WHOLE_RUN_FACTOR = (1.2, 4.0)
+
+
+def fit_status(needed_gib: float, usable_gib: float) -> str:
+    """'does not fit' above usable_gib; 'tight' when the estimate's error could take it there; else 'fits'."""
+    if needed_gib > usable_gib:
+        return "does not fit"
+    if needed_gib * (1 + TIGHT_FRACTION) > usable_gib:
+        return "tight"
+    return "fits"
+
+
+def _article(name: str) -> str:
+    return "an" if name[:1].upper() in "AEFHILMNORSX" else "a"  # an H200, an L4, an A100; a T4, a V100
+
+
+def fit_verdict(needed_gib: float, gpu: str, usable_gib: float | None = None, measured: bool = False) -> str:
+    """The verdict for `needed_gib` of memory on `gpu`, with its margin, e.g.
+
+    'fits a T4: 12.7 of 14.56 GiB, 1.9 GiB (13 %) to spare'
+    'tight: may not fit a T4: 14.1 of 14.56 GiB, only 0.4 GiB (3 %) to spare, within the estimate's 5 % error'
+    'does NOT fit a T4: 16.1 of 14.56 GiB, 1.5 GiB over'
+
+    measured=True: `needed_gib` was measured (needed_from_measured), so a tight margin is not the
+    estimate's error but what another GPU's driver, CUDA context and fragmentation can take.
+    """
+    spec = _gpus.get(gpu)
+    usable = spec.usable_gib if usable_gib is None else usable_gib
+    on = f"{_article(spec.name)} {spec.name}: {needed_gib:.1f} of {usable:.2f} GiB"
+    spare = usable - needed_gib
+    share = f"{100 * abs(spare) / usable:.0f} %"
+    status = fit_status(needed_gib, usable)
+    if status == "does not fit":
+        return f"does NOT fit {on}, {-spare:.1f} GiB over"
+    if status == "tight":
+        why = ("another driver, CUDA context or fragmentation can take that" if measured
+               else f"within the estimate's {100 * TIGHT_FRACTION:.0f} % error")
+        return f"tight: may not fit {on}, only {spare:.1f} GiB ({share}) to spare, {why}"
+    return f"fits {on}, {spare:.1f} GiB ({share}) to spare"
+
+
+def needed_from_measured(device_used_gib: float, gpu_name: str | None) -> float:
+    """What a measured run needed of a GPU's usable memory: NVML's device-used (helpers.memory) less the
+    driver's reservation where it was measured (the calibration GPU's, 0.60 GiB on the H200). On other
+    GPUs nothing is subtracted, which errs on the safe side (a T4 reserves about 0.3-0.45 GiB)."""
+    if gpu_key(gpu_name) == CALIBRATION["gpu"]:
+        return device_used_gib - CALIBRATION["driver_reserved_gib"]
+    return device_used_gib
+
+
+def verdict(plan) -> str:
+    """The fit verdict of an Estimate (or a Fit) with its margin: what a notebook prints."""
+    plan = getattr(plan, "estimate", plan)
+    return plan.verdict()
+
+
+def _unit(seconds: float) -> tuple:
+    """(divisor, format, unit) to write `seconds` in: s under 2 minutes, min under 2 hours, else h."""
+    if seconds < 120:
+        return 1, ".0f", "s"
+    if seconds < 2 * 3600:
+        return 60, ".1f" if seconds < 600 else ".0f", "min"
+    return 3600, ".1f", "h"
+
+
+def _duration(seconds: float) -> str:
+    """'45 s', '12 min', '1.3 h'."""
+    div, fmt, unit = _unit(seconds)
+    return f"{seconds / div:{fmt}} {unit}"
+
+
+def _span(low_s: float, high_s: float) -> str:
+    """'40-90 s', '5-16 min' or '1.3-2.9 h': one unit for both ends, chosen by the upper one."""
+    div, fmt, unit = _unit(high_s)
+    return f"{low_s / div:{fmt}}-{high_s / div:{fmt}} {unit}"
+
+
+def _amount(x: float) -> str:
+    return f"{x:.0f}" if x >= 10 else f"{x:.1f}" if x >= 1 else f"{x:.2g}"
+
+
+def _dollars(low: float, high: float) -> str:
+    digits = 2 if high >= 0.1 else 3  # a few cents still show
+    return f"${low:.{digits}f}-{high:.{digits}f}"
+
+
+@dataclass
+class RunTime:
+    """A whole run's time on one GPU as a range (seconds), with where each end comes from."""
+
+    gpu: str
+    steps: int
+    samples: float | None
+    estimate_s: float  # steps x the estimate's steady step time
+    low_s: float
+    high_s: float
+    factor: tuple  # the whole-run error the range applies to estimate_s
+    floor_s: float | None = None  # the longest measured run on a GPU at least as fast, scaled to this run
+    floor_source: str | None = None
+    notes: list = field(default_factory=list)
+    table: str = _cost.DEFAULT_TABLE
+    price: str = "payg"
+
+    @property
+    def hours(self) -> tuple:
+        return self.low_s / 3600, self.high_s / 3600
+
+    @property
+    def bill(self) -> dict | None:
+        """Colab compute units and dollars of both ends (helpers.cost), or None where Colab does not rent the GPU."""
+        if not _cost.is_colab_gpu(self.gpu, self.table):
+            return None
+        return _cost.colab_cost_range(self.low_s, self.high_s, gpu=self.gpu, table=self.table, price=self.price)
+
+    def as_dict(self) -> dict:
+        bill = self.bill
+        return {"gpu": self.gpu, "steps": self.steps, "samples": self.samples, "estimate_s": round(self.estimate_s, 1),
+                "low_s": round(self.low_s, 1), "high_s": round(self.high_s, 1), "factor": list(self.factor),
+                "floor_s": None if self.floor_s is None else round(self.floor_s, 1), "floor_source": self.floor_source,
+                "units": None if bill is None else [round(u, 4) for u in bill["units"]],
+                "dollars": None if bill is None else [round(d, 4) for d in bill["dollars"]],
+                "rate_table": self.table if bill else None, "notes": self.notes, "text": str(self)}
+
+    def __str__(self) -> str:
+        low, high = self.factor
+        text = (f"{self.gpu}: {self.steps:,} steps ≈ {_span(self.low_s, self.high_s)} (the estimate's "
+                f"{_duration(self.estimate_s)} × {low:g}-{high:g}, the notebooks' whole-run error on the H200")
+        if self.floor_s is not None and self.floor_s >= low * self.estimate_s:
+            text += f"; not below {_duration(self.floor_s)}: {self.floor_source}"
+        text += ")"
+        bill = self.bill
+        if bill:
+            (u0, u1), (d0, d1) = bill["units"], bill["dollars"]
+            text += (f" → {_amount(u0)}-{_amount(u1)} compute units ≈ {_dollars(d0, d1)} at {bill['rate']} CU/h "
+                     f"({bill['date']} rates)")
+        return text
+
+
+def run_time(plan, *, steps: int, gpu: str | None = None, samples: float | None = None, tokens: float | None = None,
+             measured=(), factor: tuple = WHOLE_RUN_FACTOR, table: str = _cost.DEFAULT_TABLE,
+             price: str = "payg") -> RunTime:
+    """A whole run of `steps` optimizer steps on the plan's GPU, as a range of seconds.
+
+    The range is the estimate's steady step time x `steps`, widened by the estimator's known whole-run
+    error (WHOLE_RUN_FACTOR, measured on the notebooks' H200 benches). `measured`: rates of the same
+    recipe measured on real GPUs (helpers.results.measured_rate): where one ran on a GPU at least as
+    fast as this one in every figure of the table, the low end is never below that run's time scaled to
+    the same samples (or tokens, or steps), since a slower GPU cannot beat it. `samples` defaults to
+    steps x micro-batch x accumulation of the plan (give it where the plan packs rows); give `tokens` to
+    scale a tokens/s measurement (else such a record is scaled by steps of the same batch).
+    Compute units and dollars of both ends: `.bill` (helpers.cost, `table`, `price`).
+    """
+    plan = getattr(plan, "estimate", plan)  # a Fit works too
+    if plan.step_time_s is None or plan.gpu is None:
+        raise FriendlyError("run_time needs an estimate made for a GPU (gpu=...): this one has no step time.")
+    if gpu is not None and _gpus.get(gpu).name != plan.gpu:
+        raise FriendlyError(f"This plan was estimated for {plan.gpu}, not {gpu}: estimate it again with gpu={gpu!r}.")
+    if int(steps) != steps or steps < 1:
+        raise FriendlyError(f"steps must be a positive whole number, got {steps!r}.")
+    low, high = factor
+    if not 0 < low < high:
+        raise FriendlyError(f"factor must be (low, high) with 0 < low < high, got {factor!r}.")
+    if samples is None:
+        samples = steps * plan.inputs.get("micro_batch", 1) * plan.inputs.get("grad_accum", 1)
+    per_step = samples / steps  # e.g. 8 packed rows that the plan models as one row of 8x the length
+    estimate_s = plan.step_time_s * steps
+    notes, floor_s, floor_source = [], None, None
+    for rate in measured:
+        if rate.gpu is None:
+            notes.append(f"{rate}: not used, its GPU ({rate.gpu_name}) is not in helpers.gpus")
+            continue
+        if not _gpus.at_least_as_fast(rate.gpu, plan.gpu):
+            notes.append(f"{rate}: not used as a floor, the {rate.gpu} is not at least as fast as the {plan.gpu} "
+                         "in every figure")
+            continue
+        seconds, how = rate.seconds_for(samples=samples, tokens=tokens, steps=steps, samples_per_step=per_step)
+        if seconds is None:
+            notes.append(f"{rate}: not used, {how}")
+        elif floor_s is None or seconds > floor_s:
+            floor_s, floor_source = seconds, f"{rate}, {how}"
+    low_s, high_s = low * estimate_s, high * estimate_s
+    if floor_s is not None and floor_s > low_s:
+        low_s = floor_s
+        if floor_s >= high_s:  # the estimate is further off than its known error: keep the band's width
+            high_s = floor_s * high / low
+            notes.append(f"the measured {_duration(floor_s)} is above the estimate's whole band "
+                         f"({_duration(estimate_s)} x {low:g}-{high:g}): the range starts there instead")
+    return RunTime(gpu=plan.gpu, steps=int(steps), samples=samples, estimate_s=estimate_s, low_s=low_s,
+                   high_s=high_s, factor=(low, high), floor_s=floor_s, floor_source=floor_source, notes=notes,
+                   table=table, price=price)
 
 
 # --------------------------------------------------------------------------- presets and CLI

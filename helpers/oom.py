@@ -45,7 +45,7 @@ class Fix:
     what: str  # the change, in words, with the setting to use
     micro_batch: int
     grad_accum: int
-    peak_gib: float  # estimated peak device memory with the change
+    peak_gib: float  # estimated peak the process needs with the change (helpers.estimate's needed_gib)
     fits: bool
 
 
@@ -133,11 +133,11 @@ def fixes(model, *, gpu: str, budget_gib: float, micro_batch: int, grad_accum: i
         if f.fits and f.micro_batch > micro_batch:  # never suggest a larger micro-batch than the recipe's
             e = _estimate.estimate(model, gpu=gpu, micro_batch=micro_batch, grad_accum=grad_accum,
                                    **{**recipe, **changes})
-            return Fix(words, micro_batch, grad_accum, e.peak_device_gib, True)
-        return Fix(words, f.micro_batch, f.grad_accum, f.estimate.peak_device_gib, f.fits)
+            return Fix(words, micro_batch, grad_accum, e.needed_gib, True)
+        return Fix(words, f.micro_batch, f.grad_accum, f.estimate.needed_gib, f.fits)
 
     tried = [as_fix(words, changes) for words, changes, _ in options]
-    found = [fix for fix in tried if fix.peak_gib < 0.98 * current.peak_device_gib]
+    found = [fix for fix in tried if fix.peak_gib < 0.98 * current.needed_gib]
     found.sort(key=lambda fix: not fix.fits)  # stable: fitting ones first, each group in preference order
     if found and not any(fix.fits for fix in found):  # combine them, in order, until it fits
         combined, labels = {}, []
@@ -155,6 +155,19 @@ def fixes(model, *, gpu: str, budget_gib: float, micro_batch: int, grad_accum: i
     return current, found
 
 
+def _margin(needed_gib: float, budget_gib: float, over: str = "still too much") -> str:
+    """'fits, 2.3 GiB (16 %) to spare', 'tight: may not fit, ...' or 'still too much, 1.2 GiB over'."""
+    spare = budget_gib - needed_gib
+    share = f"{100 * abs(spare) / budget_gib:.0f} %"
+    status = _estimate.fit_status(needed_gib, budget_gib)
+    if status == "does not fit":
+        return f"{over}, {-spare:.1f} GiB over"
+    if status == "tight":
+        return (f"tight: may not fit, only {spare:.1f} GiB ({share}) to spare, within the estimate's "
+                f"{100 * _estimate.TIGHT_FRACTION:.0f} % error")
+    return f"fits, {spare:.1f} GiB ({share}) to spare"
+
+
 def _explain(err, model, gpu, budget_gib, where_words, recipe) -> tuple[str, list, object]:
     said = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     lines = [where_words, f"PyTorch said: {said}"]
@@ -168,12 +181,13 @@ def _explain(err, model, gpu, budget_gib, where_words, recipe) -> tuple[str, lis
                   "(QLoRA), shorter sequences (max_length)."]
         return "\n".join(lines), [], None
     i = current.inputs
+    margin = _margin(current.needed_gib, budget_gib, over="does NOT fit")
     lines.append(
-        f"Estimated peak of this recipe on a {gpu}: {current.peak_device_gib:.1f} GiB, against {budget_gib:.1f} GiB "
-        f"usable ({i['model']}, {i['method']}, micro-batch {i['micro_batch']} x {i['seq_len']} tokens, "
+        f"Estimated peak of this recipe on a {gpu}: {current.needed_gib:.1f} GiB, against {budget_gib:.2f} GiB "
+        f"usable: {margin} ({i['model']}, {i['method']}, micro-batch {i['micro_batch']} x {i['seq_len']} tokens, "
         f"accumulation {i['grad_accum']}, {i['precision']}, gradient checkpointing "
         f"{'on' if i['gradient_checkpointing'] else 'off'}, optimizer {i['optimizer']}).")
-    if current.peak_device_gib <= budget_gib:
+    if current.needed_gib <= budget_gib:
         lines.append("The estimate says this recipe fits, so something else holds memory: a model or tensors left "
                      "from earlier cells (del them, then gc.collect() and torch.cuda.empty_cache()), an evaluation "
                      "batch larger than the training one (per_device_eval_batch_size), or an unusually long batch. "
@@ -183,7 +197,7 @@ def _explain(err, model, gpu, budget_gib, where_words, recipe) -> tuple[str, lis
     for n, fix in enumerate(found, 1):
         lines.append(f"  {n}. {fix.what}.")
         lines.append(f"     micro-batch {fix.micro_batch} x accumulation {fix.grad_accum} -> {fix.peak_gib:.1f} GiB, "
-                     + ("fits" if fix.fits else "still too much"))
+                     + _margin(fix.peak_gib, budget_gib))
     lines.append("Change the configuration cell and run the notebook again; if the error comes back at once, "
                  "restart the runtime first (memory can stay fragmented after an out-of-memory error).")
     return "\n".join(lines), found, current

@@ -18,14 +18,13 @@ import argparse
 import copy
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import runtime
+from . import checkpoints, runtime
 from .errors import FriendlyError
 
 TASKS = ("seq-cls", "causal-lm")
@@ -341,12 +340,14 @@ def _is_4bit(model) -> bool:
 
 
 def _save_atomic(model, directory: Path, tokenizer=None) -> None:
+    """Write to a temporary folder, then put it in place of `directory` (removed through checkpoints.remove,
+    which on Google Drive empties the old files first, so that Drive's trash does not keep their gigabytes)."""
     tmp = directory.with_name(directory.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
+    checkpoints.remove(tmp, say=None)
     model.save_pretrained(tmp)
     if tokenizer is not None:
         tokenizer.save_pretrained(tmp)
-    shutil.rmtree(directory, ignore_errors=True)
+    checkpoints.remove(directory, say=None)
     tmp.rename(directory)
 
 
@@ -445,16 +446,19 @@ def export_merged(peft_model, directory, *, base=None, tokenizer=None, dtype=Non
 
 
 def _check_disk_for(directory: Path, need: float) -> None:
-    """A clear message before writing a model that the disk cannot hold (not an I/O error half-way)."""
-    where = Path(directory).resolve()
-    while not where.exists():
-        where = where.parent
-    free = shutil.disk_usage(where).free
-    if need > 0.95 * free:
-        raise FriendlyError(
-            f"The merged model needs about {need / 2**30:.1f} GiB of disk and {free / 2**30:.1f} GiB is free at "
-            f"{where}. Free some space or write it elsewhere (another directory, Google Drive in Colab); the adapter "
-            "folder already saved is the trained model meanwhile.")
+    """A clear message before writing a model that the disk cannot hold (not an I/O error half-way).
+
+    Also a note when the model goes to Google Drive: a merged model (2 to 8 GB) is made again from the
+    adapter in minutes and need not fill free Drive's 15 GB; checkpoints.local_dir is the runtime's disk.
+    """
+    elsewhere = ("checkpoints.local_dir(NOTEBOOK, PROFILE), the runtime's own disk" if checkpoints.on_drive(directory)
+                 else "another directory")
+    checkpoints.require_space(directory, need / 2**30, "The merged model",
+                              fix=f"Free some space or write it elsewhere ({elsewhere}); the adapter folder already "
+                                  "saved is the trained model meanwhile.")
+    if checkpoints.on_drive(directory):
+        print(f"note: the merged model ({need / 2**30:.1f} GiB) goes to Google Drive and counts against its 15 GB; "
+              "checkpoints.local_dir(NOTEBOOK, PROFILE) would keep it on the runtime's disk.")
 
 
 def _check_room_for(peft_model, dtype) -> None:

@@ -179,10 +179,10 @@ def test_fit_picks_the_largest_divisor_that_fits():
     result = est.fit("roberta-large", gpu="T4", effective_batch=64, **kw)
     micro, accum, estimate = result
     assert micro * accum == 64
-    assert estimate.peak_device_gib <= gpus.get("T4").usable_gib
+    assert estimate.needed_gib <= gpus.get("T4").usable_gib
     if micro < 64:  # the next divisor up would not fit
         bigger = est.estimate("roberta-large", gpu="T4", micro_batch=micro * 2, **kw)
-        assert bigger.peak_device_gib > gpus.get("T4").usable_gib
+        assert bigger.needed_gib > gpus.get("T4").usable_gib
     larger_gpu = est.fit("roberta-large", gpu="A100-80GB", effective_batch=64, **kw)
     assert larger_gpu.micro_batch >= micro
 
@@ -294,15 +294,16 @@ def test_cli_fit_keeps_headroom_for_the_estimators_error():
             assert est.main(["--gpu", "T4", "--fit", "--json", *extra]) == 0
         return json.loads(out.getvalue())
 
-    # the post's QLoRA recipe needs 14.73 of a T4's 14.9 GiB: inside 5 % of the estimate's error
+    # the post's QLoRA recipe needs 14.12 of a T4's 14.56 GiB (14.73 device-used less the driver's 0.60 GiB
+    # reservation, which the T4's reported total leaves out): inside 5 % of the estimate's error
     neox = ["--preset", "qlora-neox-20b", "--effective-batch", "8"]
     assert fit_json(*neox, "--headroom", "0")["fits"]
     assert not fit_json(*neox)["fits"]
-    # roberta-large at 448 tokens: micro-batch 32 needs 14.52 GiB, within the T4 but not within 95 %
+    # roberta-large at 448 tokens: micro-batch 32 needs 13.92 GiB, within the T4 but not within 95 %
     roberta = ["--preset", "roberta-large-lora-qv", "--effective-batch", "64", "--seq-len", "448"]
     reckless, chosen = fit_json(*roberta, "--headroom", "0"), fit_json(*roberta)
     assert reckless["micro_batch"] == 32 and chosen["micro_batch"] == 16
-    assert chosen["estimate"]["peak_device_gib"] <= 0.95 * chosen["estimate"]["usable_gib"]
+    assert chosen["estimate"]["needed_gib"] <= 0.95 * chosen["estimate"]["usable_gib"]
 
 
 def test_cli_unknown_preset_is_one_line_not_a_traceback(capsys):

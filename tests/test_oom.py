@@ -10,7 +10,7 @@ import transformers
 from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding, Trainer, TrainingArguments
 
-from helpers import checkpoints, faults, oom
+from helpers import checkpoints, faults, gpus, oom
 from helpers.errors import FriendlyError
 
 
@@ -37,16 +37,19 @@ def test_out_of_memory_becomes_ranked_fixes_with_numbers():
     assert isinstance(err, FriendlyError) and isinstance(err.__cause__, torch.cuda.OutOfMemoryError)
     assert err._render_traceback_() == [f"OutOfMemoryAdvice: {text}"]
     assert "CPU-only run" in text and "T4" in text and "PyTorch said: CUDA out of memory" in text
-    assert re.search(r"Estimated peak of this recipe on a T4: 1\d\.\d GiB, against 14\.9 GiB usable", text)
+    # the T4's usable memory is 14.56 GiB, what Colab's T4s report to PyTorch (helpers/gpus.py; it was 14.9,
+    # the 16 GB as sold); the peak compared with it is what the process needs (helpers.estimate's needed_gib)
+    assert re.search(r"Estimated peak of this recipe on a T4: 1\d\.\d GiB, against 14\.56 GiB usable: "
+                     r"does NOT fit, \d\.\d GiB over", text)
     for words in ("Smaller micro-batches, more accumulation", "micro-batch 16 x accumulation 2",
                   "Gradient checkpointing", "activation_checkpointing=True", "4-bit", "QLoRA", "max_length=256"):
         assert words in text, words
-    assert err.estimate.peak_device_gib > 14.9
+    assert err.estimate.needed_gib > gpus.get("T4").usable_gib
     assert err.fixes and all(f.fits for f in err.fixes)
     assert all(f.peak_gib < err.estimate.peak_device_gib for f in err.fixes)
     assert all(f.micro_batch * f.grad_accum == 32 for f in err.fixes), "every fix keeps the effective batch"
     assert err.fixes[0].what.startswith("Smaller micro-batches"), "the fix that changes nothing else comes first"
-    assert len(re.findall(r"-> \d+\.\d GiB, fits", text)) == len(err.fixes)
+    assert len(re.findall(r"-> \d+\.\d GiB, fits, \d+\.\d GiB \(\d+ %\) to spare", text)) == len(err.fixes)
 
 
 def test_when_no_single_fix_is_enough_a_combination_is_offered():
