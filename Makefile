@@ -23,7 +23,7 @@ RUN_CHECKPOINTS := outputs/run/checkpoints
 
 .PHONY: bench-t4 bench-sft bench-sft-scale setup run test test-unit test-latest bench lock clean
 
-$(READY): requirements.txt requirements-lock.txt pyproject.toml
+$(READY): requirements.txt requirements-colab.txt requirements-lock.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH_PIP_ARGS) $(TORCH_CPU)

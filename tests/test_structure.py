@@ -11,6 +11,7 @@ from conftest import load_script
 from helpers import runtime
 
 ROOT = Path(__file__).resolve().parent.parent
+CLEAN = load_script(ROOT / "scripts" / "clean_notebooks.py")   # writes the install cell from its template
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 SKELETON = ["Setup", "Configuration", "Data", "Model and method", "Budget", "Train", "Evaluate",
             "Measured vs estimated", "Use it", "Save and reload", "What to try next"]
@@ -41,15 +42,25 @@ def test_skeleton_in_order(path):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
-def test_title_badge_and_install_cell_agree_with_the_repository(path):
+def test_title_and_badge_agree_with_the_repository(path):
     first = text(cells(path)[0])
     assert first.startswith("# "), "the first cell is the title"
     badge = f"https://colab.research.google.com/github/{runtime.REPOSITORY}/blob/main/notebooks/{path.name}"
     assert badge in first, f"{path.name}: badge must link to {badge}"
-    install = [c for c in cells(path) if c["cell_type"] == "code" and "google.colab" in text(c)]
-    assert install, f"{path.name}: no Colab install cell"
-    assert f'REPOSITORY = "{runtime.REPOSITORY}"' in text(install[0])
-    assert "requirements.txt" in text(install[0]) and "restart_hint" in text(install[0])
+
+
+def test_install_cell_template_points_at_the_repository():
+    assert f'REPOSITORY = "{runtime.REPOSITORY}"' in CLEAN.install_cell()
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_install_cell_is_the_template_right_after_setup(path):
+    notebook = cells(path)
+    index = CLEAN.install_cell_index(notebook)
+    assert index is not None, f"{path.name}: no Colab install cell (run python scripts/clean_notebooks.py)"
+    assert text(notebook[index - 1]).startswith("## Setup"), f"{path.name}: the install cell must follow '## Setup'"
+    assert text(notebook[index]) == CLEAN.install_cell(), \
+        f"{path.name}: the install cell differs from the template: run python scripts/clean_notebooks.py"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
