@@ -170,6 +170,15 @@ def gpu_info() -> dict:
     return info
 
 
+def physical_gpu() -> str:
+    """The name of the GPU this process really runs on ('cpu' without one), also under NB_EMULATE.
+
+    Wall times were measured on it: bill them at its rate, and never at the emulated T4's.
+    """
+    info = gpu_info()
+    return info.get("emulated_on") or info["name"]
+
+
 def has_native_bf16() -> bool:
     """bf16 only where the GPU computes it natively (compute capability >= 8.0).
 
