@@ -64,6 +64,18 @@ def test_install_cell_is_the_template_right_after_setup(path):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_drive_is_mounted_right_after_setup(path):
+    """Drive's permission prompt must come while the user watches, not minutes into a run (04 and 05 mounted
+    mid-run, and a missed 120 s prompt silently turned resume off)."""
+    notebook = cells(path)
+    configuration = next(i for i, c in enumerate(notebook) if text(c).startswith("## Configuration"))
+    mounts = [i for i, c in enumerate(notebook) if c["cell_type"] == "code" and "checkpoints.setup(NOTEBOOK, PROFILE)" in text(c)]
+    assert mounts and mounts[0] < configuration, f"{path.name}: call checkpoints.setup before ## Configuration"
+    code = "\n".join(text(c) for c in notebook if c["cell_type"] == "code")
+    assert "mount_drive()" not in code, f"{path.name}: mount through checkpoints.setup, once, after setup"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_profile_banner_and_no_network_habits(path):
     code = "\n".join(text(c) for c in cells(path) if c["cell_type"] == "code")
     assert "runtime.choose_profile()" in code and "runtime.banner(" in code
