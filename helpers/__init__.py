@@ -1,7 +1,8 @@
 """Shared plumbing for the fine-tuning-on-a-budget notebooks.
 
 One concern a module:
-runtime  profile, banner, device and precision, seeding, versions, Colab;
+runtime  profile, banner, device and precision (NB_EMULATE=T4), seeding, versions;
+colab    the Colab install cell: clone, pip with its output shown, the restart check;
 tiny     offline tiny models and tokenizers, full-size configs, random-weight checkpoints;
 data     loading and validating the samples, a user's own file or the hub dataset;
 memory   a TrainerCallback (and a tracker for hand-written loops) recording memory per step;

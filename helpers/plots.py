@@ -17,6 +17,8 @@ from . import runtime
 def source_line(notebook: str, profile: str) -> str:
     gpu = runtime.gpu_info()
     device = f"{gpu['name']} x{gpu['count']}" if gpu["count"] else "CPU"
+    if gpu.get("emulated_on"):     # NB_EMULATE=T4: say which GPU stood in
+        device = f"{gpu['name']} emulated on {gpu['emulated_on']} x{gpu['count']}"
     return f"{notebook} · profile {profile} · {device} · {runtime.today()}"
 
 

@@ -65,6 +65,8 @@ def record_block(record: dict) -> str:
         lines.append(f"| {run['name']} | " + " | ".join(fmt(run.get(k)) for k, _ in used) + " |")
     if record.get("summary"):
         lines += ["", record["summary"]]
+    if record.get("t4_changes"):  # T4 emulation: what had to change for the recipe to run on a T4
+        lines += ["", f"What had to change for a T4: {record['t4_changes']}"]
     if record.get("caveat"):  # a flaw found after the run, written into the record itself
         lines += ["", f"_Caveat: {record['caveat']}_"]
     return "\n".join(lines)
@@ -83,7 +85,8 @@ def t4_cell(record: dict | None) -> str:
     figures = f": peak {peak:.1f} GiB reserved of the {cap:.1f} GiB cap" if peak is not None and cap else ""
     if device is not None:
         figures += f", {device:.1f} GiB device-used"
-    return f"{verdict}{figures} ({record['gpu'].get('emulated_on', '?')}, {record['date']})"
+    scope = f"; {record['t4_scope']}" if record.get("t4_scope") else ""   # when a record holds some runs only
+    return f"{verdict}{figures} ({record['gpu'].get('emulated_on', '?')}, {record['date']}{scope})"
 
 
 def with_t4_column(text: str, records: dict) -> str:

@@ -215,3 +215,21 @@ def test_a_merge_the_disk_cannot_hold_is_refused_before_writing(fresh, tmp_path,
     with pytest.raises(FriendlyError, match="GiB is free at .* the adapter folder already saved"):
         reload.export_merged(models["classifier"], tmp_path / "merged")
     assert not (tmp_path / "merged").exists()
+
+
+def test_predict_runs_many_rows_a_few_at_a_time(paths):
+    """408 test pairs in one fp32 pass ran a T4 (emulated) out of memory in 05: predict() takes them in chunks."""
+    model = lora_classifier(paths["roberta"])
+    rows = 2 * reload.ROWS_AT_ONCE + 3
+    batch = {"input_ids": torch.randint(5, 500, (rows, 12)), "attention_mask": torch.ones(rows, 12, dtype=torch.long)}
+    sizes = []
+    hook = model.get_base_model().register_forward_pre_hook(lambda module, args, kwargs: sizes.append(
+        kwargs["input_ids"].shape[0]), with_kwargs=True)
+    try:
+        logits = reload.predict(model, batch)["logits"]
+    finally:
+        hook.remove()
+    assert sizes == [reload.ROWS_AT_ONCE, reload.ROWS_AT_ONCE, 3]
+    with torch.no_grad():
+        whole = model(**batch).logits.float()
+    assert logits.shape == (rows, 5) and torch.allclose(logits, whole, atol=1e-5)
