@@ -77,12 +77,14 @@ def _where(gpu: str | None):
     import torch
 
     if torch.cuda.is_available():
-        props = torch.cuda.get_device_properties(0)
-        total = props.total_memory / GIB
-        words = (f"{props.name} ({total:.1f} GiB) ran out of memory; PyTorch had allocated up to "
+        info = runtime.gpu_info()   # under NB_EMULATE=T4: the T4, with the GPU that stood in and the cap it ran under
+        total = info["total_gib"]
+        emulated = (f", emulated on {info['emulated_on']} with PyTorch capped at {info['memory_cap_gib']} GiB"
+                    if info.get("emulated_on") else "")
+        words = (f"{info['name']} ({total:.2f} GiB{emulated}) ran out of memory; PyTorch had allocated up to "
                  f"{torch.cuda.max_memory_allocated() / GIB:.1f} GiB before the error.")
         if gpu is None:  # a GPU helpers.gpus does not know gets its own memory and a T4's other figures
-            return _estimate.gpu_key(props.name) or DEFAULT_GPU, total, words
+            return _estimate.gpu_key(info["name"]) or DEFAULT_GPU, total, words
     else:
         words = "Out of GPU memory, raised on a CPU-only run (a simulated fault or a library's error)."
     spec = _gpus.get(gpu or DEFAULT_GPU)

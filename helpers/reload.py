@@ -467,20 +467,56 @@ def _check_disk_for(directory: Path, need: float) -> None:
               "checkpoints.local_dir(NOTEBOOK, PROFILE) would keep it on the runtime's disk.")
 
 
-def _check_room_for(peft_model, dtype) -> None:
+def _ram_shortfall(need_bytes: float) -> str | None:
+    """None when `need_bytes` fit the free RAM (a tenth kept spare); else what is short, in words."""
     import psutil
+
+    free = psutil.virtual_memory().available
+    if need_bytes > 0.9 * free:
+        return f"about {need_bytes / 2**30:.1f} GiB of memory needed and {free / 2**30:.1f} GiB is free"
+    return None
+
+
+def _check_room_for(peft_model, dtype) -> None:
     import torch
 
     from .tiny import count_parameters
 
     _, total = count_parameters(peft_model)
-    need = total * torch.finfo(dtype).bits / 8
-    free = psutil.virtual_memory().available
-    if need > 0.9 * free:
-        raise FriendlyError(
-            f"Merging into a 16-bit base needs about {need / 2**30:.1f} GiB of memory and {free / 2**30:.1f} GiB is "
-            "free. Keep the adapter (the small file; load it on the 4-bit base), or merge on a machine with more "
-            "memory.")
+    short = _ram_shortfall(total * torch.finfo(dtype).bits / 8)
+    if short:
+        raise FriendlyError(f"Merging into a 16-bit base: {short}. Keep the adapter (the small file; load it on the "
+                            "4-bit base), or merge on a machine with more memory.")
+
+
+def merge_shortfall(parameters: int, directory) -> str | None:
+    """Before loading a model only to merge it: None when this machine can hold its 16-bit copy in RAM and then
+    write it to `directory`; else why not, in words (export_merged would refuse after the load)."""
+    need = 2 * parameters
+    short = _ram_shortfall(need)
+    if short:
+        return short
+    try:
+        checkpoints.require_space(directory, need / 2**30, "The merged model")
+    except checkpoints.NotEnoughSpace as err:
+        return str(err)
+    return None
+
+
+def checkpoint_bytes(model_path, parameters: int, bytes_per_parameter: int = 2) -> int:
+    """Bytes of a checkpoint's weight files: counted in a local folder, else parameters x bytes (16-bit on the hub)."""
+    folder = Path(str(model_path))
+    if folder.is_dir():
+        files = [*folder.glob("*.safetensors"), *folder.glob("*.bin")]
+        if files:
+            return sum(f.stat().st_size for f in files)
+    return parameters * bytes_per_parameter
+
+
+def read_timeout_s(nbytes: int, slowest_mb_per_s: float = 30.0, floor_s: int = 900) -> int:
+    """Seconds to allow a fresh process that reads a checkpoint of `nbytes` (predictions_in_fresh_process): at the
+    slowest disk we plan for (a Colab runtime's disk or a Drive mount can fall to tens of MB/s), never below `floor_s`."""
+    return max(floor_s, int(nbytes / (slowest_mb_per_s * 1e6)) + floor_s // 3)
 
 
 if __name__ == "__main__":

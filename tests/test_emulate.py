@@ -57,3 +57,14 @@ def test_a_cpu_ignores_the_variable(monkeypatch):
     monkeypatch.setenv(runtime.EMULATE_ENV, "T4")
     monkeypatch.setattr(runtime, "cuda_available", lambda: False)
     assert runtime.emulated_gpu() is None and runtime.precision() == "fp32"
+
+
+def test_out_of_memory_advice_names_the_t4_and_the_gpu_that_stood_in(fake_h200, monkeypatch):
+    from helpers import oom
+
+    monkeypatch.setenv(runtime.EMULATE_ENV, "T4")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda index=None: 14 * 2**30)
+    name, usable, words = oom._where(None)
+    assert name == "T4" and usable == pytest.approx(gpus.get("T4").usable_gib, abs=0.01)
+    assert words.startswith("Tesla T4 (14.56 GiB, emulated on NVIDIA H200 with PyTorch capped at 14.06 GiB) ran out")

@@ -68,37 +68,3 @@ def test_the_callback_leaves_the_trainers_evaluations_out(tmp_path):
     assert WatchEvaluation.paused_batches == 2 * 2 and WatchEvaluation.running_batches == 0   # 2 evaluations x 2 batches
     assert not callback.tracker._paused
 
-
-def test_host_shortfall_names_what_is_short(monkeypatch, tmp_path):
-    import shutil
-    from collections import namedtuple
-
-    import psutil
-
-    monkeypatch.setattr(psutil, "virtual_memory", lambda: namedtuple("vm", "available")(12 * 2**30))   # Colab's RAM
-    monkeypatch.setattr(shutil, "disk_usage", lambda path: namedtuple("du", "total used free")(0, 0, 30 * 2**30))
-    assert memory.host_shortfall(ram_gib=4, disk_gib=10, disk_path=tmp_path) is None
-    short = memory.host_shortfall(ram_gib=38.3, disk_gib=38.3, disk_path=tmp_path / "not-yet")   # a 20B 16-bit merge
-    assert "38.3 GiB of RAM needed, 12.0 GiB free" in short and "30.0 GiB free" in short
-
-
-def test_read_timeout_grows_with_the_checkpoint():
-    assert memory.read_timeout_s(100 * 2**20) == 900                       # a small model: the floor
-    assert memory.read_timeout_s(41_000_000_000) > 41_000_000_000 / 30e6   # GPT-NeoX-20B at 30 MB/s
-
-
-def test_checkpoint_bytes_counts_a_folder_else_16_bit_parameters(tmp_path):
-    (tmp_path / "model.safetensors").write_bytes(b"x" * 1000)
-    assert memory.checkpoint_bytes(tmp_path, parameters=10**9) == 1000
-    assert memory.checkpoint_bytes("EleutherAI/gpt-neox-20b", parameters=20_554_567_680) == 41_109_135_360
-
-
-def test_notebook_02_checks_room_before_loading_for_the_merge():
-    import json
-    from pathlib import Path
-
-    notebook = json.loads((Path(__file__).parent.parent / "notebooks" / "02_qlora_gpt_neox_20b.ipynb").read_text())
-    merge = next("".join(c["source"]) for c in notebook["cells"] if "reload.export_merged(" in "".join(c["source"]))
-    assert merge.index("memory.host_shortfall(") < merge.index("load_4bit()")
-    code = "\n".join("".join(c["source"]) for c in notebook["cells"] if c["cell_type"] == "code")
-    assert code.count("timeout=READ_TIMEOUT_S") == 3            # every fresh process that reads the checkpoint

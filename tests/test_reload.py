@@ -233,3 +233,40 @@ def test_predict_runs_many_rows_a_few_at_a_time(paths):
     with torch.no_grad():
         whole = model(**batch).logits.float()
     assert logits.shape == (rows, 5) and torch.allclose(logits, whole, atol=1e-5)
+
+
+def test_merge_shortfall_names_what_is_short_before_anything_loads(monkeypatch, tmp_path):
+    import shutil
+    from collections import namedtuple
+
+    import psutil
+
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: namedtuple("vm", "available")(12 * 2**30))   # Colab's RAM
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: namedtuple("du", "total used free")(0, 0, 30 * 2**30))
+    assert reload.merge_shortfall(2 * 10**9, tmp_path / "merged") is None              # 3.7 GiB in 16-bit: room
+    short = reload.merge_shortfall(20_554_567_680, tmp_path / "merged")                 # GPT-NeoX-20B: 38.3 GiB
+    assert "38.3 GiB of memory needed and 12.0 GiB is free" in short
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: namedtuple("vm", "available")(120 * 2**30))  # an H200 host
+    assert "38.3 GiB and 30.0 GiB is free" in reload.merge_shortfall(20_554_567_680, tmp_path / "merged")   # its disk
+
+
+def test_read_timeout_grows_with_the_checkpoint():
+    assert reload.read_timeout_s(100 * 2**20) == 900                       # a small model: the floor
+    assert reload.read_timeout_s(41_000_000_000) > 41_000_000_000 / 30e6   # GPT-NeoX-20B at 30 MB/s
+
+
+def test_checkpoint_bytes_counts_a_folder_else_16_bit_parameters(tmp_path):
+    (tmp_path / "model.safetensors").write_bytes(b"x" * 1000)
+    assert reload.checkpoint_bytes(tmp_path, parameters=10**9) == 1000
+    assert reload.checkpoint_bytes("EleutherAI/gpt-neox-20b", parameters=20_554_567_680) == 41_109_135_360
+
+
+def test_notebook_02_checks_room_before_loading_for_the_merge():
+    import json
+    from pathlib import Path
+
+    notebook = json.loads((Path(__file__).parent.parent / "notebooks" / "02_qlora_gpt_neox_20b.ipynb").read_text())
+    merge = next("".join(c["source"]) for c in notebook["cells"] if "reload.export_merged(" in "".join(c["source"]))
+    assert merge.index("reload.merge_shortfall(") < merge.index("load_4bit()")
+    code = "\n".join("".join(c["source"]) for c in notebook["cells"] if c["cell_type"] == "code")
+    assert code.count("timeout=READ_TIMEOUT_S") == 3            # every fresh process that reads the checkpoint

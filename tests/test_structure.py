@@ -121,3 +121,17 @@ def test_ci_runs_the_readme_test_command():
     assert "make test" in (ROOT / ".ci" / "run").read_text()
     readme = (ROOT / "README.md").read_text()
     assert "make run" in readme and "make test" in readme
+
+
+def test_the_t4_column_says_what_ran_and_what_did_not():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("update_readme", ROOT / "scripts" / "update_readme.py")
+    readme = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(readme)
+    gpu = {"name": "Tesla T4", "count": 1, "emulated_on": "NVIDIA H200", "memory_cap_gib": 14.06}
+    ran = {"gpu": gpu, "date": "2026-12-03", "runs": [{"name": "a", "peak_reserved_gib": 6.25, "peak_device_gib": 7.59}]}
+    assert readme.t4_cell(None) == "not measured yet"
+    assert readme.t4_cell(ran).startswith("yes: peak 6.2 GiB reserved of the 14.1 GiB cap, 7.6 GiB device-used")
+    stopped = dict(ran, runs=[*ran["runs"], {"name": "b", "status": "not run"}])
+    assert readme.t4_cell(stopped).startswith("1 of 2 runs (b did not)")
