@@ -9,6 +9,7 @@ rules hold everywhere:
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import importlib
 import os
@@ -144,6 +145,28 @@ def emulation() -> dict | None:
                           "usable_gib": round(target.usable_gib, 2), "context_gib": context_gib,
                           "bf16": False, "tf32": False, "flash_attention": False}
     return _emulation_applied
+
+
+@contextlib.contextmanager
+def emulation_cap_lifted():
+    """Inside: PyTorch may use the whole GPU (NB_EMULATE's cap lifted); after: the cap again, and the cache freed.
+
+    Only for scaffolding that a real T4 user never runs (writing bench's random 20B checkpoint); nothing else."""
+    applied = emulation() if emulated_gpu() else None
+    if applied is None:
+        yield
+        return
+    import torch
+
+    for index in range(torch.cuda.device_count()):
+        torch.cuda.set_per_process_memory_fraction(1.0, index)
+    try:
+        yield
+    finally:
+        torch.cuda.empty_cache()
+        total_gib = torch.cuda.get_device_properties(0).total_memory / 2**30
+        for index in range(torch.cuda.device_count()):
+            torch.cuda.set_per_process_memory_fraction(applied["memory_cap_gib"] / total_gib, index)
 
 
 def gpu_info() -> dict:

@@ -18,7 +18,7 @@ START, END = "<!-- results:start -->", "<!-- results:end -->"
 T4_COLUMN = "fits a T4 (measured under emulation)"
 sys.path.insert(0, str(ROOT))
 
-from helpers import results  # noqa: E402
+from helpers import estimate, results  # noqa: E402
 
 COLUMNS = [
     ("peak_device_gib", "peak device GiB"),
@@ -85,6 +85,11 @@ def t4_cell(record: dict | None) -> str:
     figures = f": peak {peak:.1f} GiB reserved of the {cap:.1f} GiB cap" if peak is not None and cap else ""
     if device is not None:
         figures += f", {device:.1f} GiB device-used"
+        # device-used counts the big GPU's driver reservation, which a T4's reported total already leaves out
+        needed = estimate.needed_from_measured(device, record["gpu"].get("emulated_on"))
+        usable = record["gpu"].get("total_gib") or 14.56
+        if not failed and estimate.fit_status(needed, usable) != "fits":
+            verdict = f"yes, tight ({needed:.2f} of {usable:.2f} GiB needed)"
     scope = f"; {record['t4_scope']}" if record.get("t4_scope") else ""   # when a record holds some runs only
     return f"{verdict}{figures} ({record['gpu'].get('emulated_on', '?')}, {record['date']}{scope})"
 

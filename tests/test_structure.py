@@ -135,3 +135,7 @@ def test_the_t4_column_says_what_ran_and_what_did_not():
     assert readme.t4_cell(ran).startswith("yes: peak 6.2 GiB reserved of the 14.1 GiB cap, 7.6 GiB device-used")
     stopped = dict(ran, runs=[*ran["runs"], {"name": "b", "status": "not run"}])
     assert readme.t4_cell(stopped).startswith("1 of 2 runs (b did not)")
+    # 02's post recipe: 14.82 GiB device-used on the H200 is 14.21 GiB less its driver's reservation: tight
+    tight = dict(ran, gpu=dict(gpu, total_gib=14.56), runs=[{"name": "a", "peak_reserved_gib": 13.35,
+                                                              "peak_device_gib": 14.816}])
+    assert readme.t4_cell(tight).startswith("yes, tight (14.21 of 14.56 GiB needed): peak 13.3 GiB reserved")
