@@ -1,0 +1,61 @@
+"""The first call of every notebook, and the profiles as small overrides of the visible recipe.
+
+    >>> S = session.start("01_complaint_classification")   # profile, device, precision, folders, Drive
+    >>> TRAINING = session.for_profile(RECIPE_TRAINING, S.profile, smoke=dict(learning_rate=1e-2))
+
+`start` chooses the profile (NB_PROFILE, else `full` with a GPU and `smoke` without), prints the banner
+(device, precision, versions), makes the output folder, and mounts Google Drive in Colab right away, while
+you are watching (its permission prompt would otherwise come an hour into training), saying where checkpoints
+go and whether they survive a disconnect.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import checkpoints, plots, runtime
+from .errors import FriendlyError
+
+
+@dataclass(frozen=True)
+class Session:
+    notebook: str
+    profile: str              # smoke | bench | full
+    device: str               # cuda | cpu
+    precision: str            # bf16 on Ampere and newer, fp16 on a T4 or V100, fp32 on a CPU
+    out: Path                 # figures and the measurement record
+    work: Path                # models and scratch files (never results/)
+    checkpoints: Path         # on Drive in Colab when mounted, else the runtime's disk
+    source: str               # the line every figure carries: notebook, profile, GPU, date
+
+
+def start(notebook: str) -> Session:
+    """Profile, device and precision chosen and printed; folders made; Drive mounted in Colab (see the doc)."""
+    profile = runtime.choose_profile()
+    runtime.banner(notebook, profile)
+    device = runtime.device()
+    return Session(notebook=notebook, profile=profile, device=device,
+                   precision=runtime.precision() if device == "cuda" else "fp32",
+                   out=runtime.output_dir(profile), work=runtime.scratch_dir(profile),
+                   checkpoints=checkpoints.setup(notebook, profile), source=plots.source_line(notebook, profile))
+
+
+def for_profile(recipe: dict, profile: str, **overrides_by_profile) -> dict:
+    """`recipe` with the keys that `profile` changes, printing each change (e.g. 'learning_rate: 0.0003 -> 0.01').
+
+    Name the overrides of every profile that changes something (a profile left out changes nothing); an override
+    of a key the recipe does not have is a typo, and stops with the keys it does have.
+    """
+    unknown_profiles = set(overrides_by_profile) - set(runtime.PROFILES)
+    if unknown_profiles:
+        raise FriendlyError(f"for_profile: {sorted(unknown_profiles)} are not profiles; use "
+                            f"{', '.join(runtime.PROFILES)}.")
+    changes = overrides_by_profile.get(runtime.choose_profile_from(profile), {})
+    typos = [key for key in changes if key not in recipe]
+    if typos:
+        raise FriendlyError(f"the {profile} profile overrides {typos}, which the recipe does not have. The recipe's "
+                            f"keys: {', '.join(recipe)}.")
+    for key, value in changes.items():
+        if recipe[key] != value:
+            print(f"{profile}: {key} {recipe[key]!r} -> {value!r}")
+    return {**recipe, **changes}

@@ -1,0 +1,86 @@
+"""helpers.training.measured (the one measured-run call) and helpers.session (issue 16), on a CPU in seconds."""
+import shutil
+
+import numpy as np
+import pytest
+import torch
+import transformers
+from peft import LoraConfig, get_peft_model
+from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding, Trainer, TrainingArguments
+
+from helpers import faults, recipe, session, training
+from helpers.errors import FriendlyError
+from helpers.oom import OutOfMemoryAdvice
+
+LORA = LoraConfig(task_type="SEQ_CLS", r=8, lora_alpha=16, target_modules=["query_key_value"])
+TRAINING = dict(per_device_train_batch_size=4, gradient_accumulation_steps=2, num_train_epochs=2, learning_rate=1e-2,
+                save_strategy="steps", save_steps=2, save_total_limit=2, logging_steps=1, seed=0)
+ROWS = 24
+
+
+@pytest.fixture(autouse=True)
+def no_fault_from_outside(monkeypatch):
+    monkeypatch.delenv(faults.FAULT_ENV, raising=False)
+
+
+def trainer_in(path, output_dir):
+    rng = np.random.default_rng(0)
+    rows = [{"input_ids": rng.integers(5, 500, rng.integers(4, 14)).tolist(), "labels": int(rng.integers(2))}
+            for _ in range(ROWS)]
+    transformers.set_seed(0)
+    base = AutoModelForSequenceClassification.from_pretrained(path, num_labels=2)
+    base.config.pad_token_id = 3
+    args = TrainingArguments(output_dir=str(output_dir), use_cpu=True, report_to="none", disable_tqdm=True,
+                             dataloader_pin_memory=False, **TRAINING)
+    collator = DataCollatorWithPadding(transformers.PreTrainedTokenizerFast.from_pretrained(path))
+    return Trainer(model=get_peft_model(base, LORA), args=args, train_dataset=rows, data_collator=collator)
+
+
+def recipe_of(trainer):
+    return recipe.read("bigscience/bloom-560m", training=trainer.args, peft_config=LORA, seq_len=16)
+
+
+def test_a_measured_run_gives_the_records_figures_and_resumes_to_the_same_weights(tiny_bloom, tmp_path, capsys):
+    first = trainer_in(tiny_bloom, tmp_path / "whole")
+    whole = training.measured(first, recipe_of(first), name="lora", identity={"data": "x"}, samples=2 * ROWS)
+    figures = whole.figures()
+    assert figures["optimizer_steps"] == 6 and figures["resumed_from"] is None and figures["samples"] == 48
+    assert figures["samples_per_s"] > 0 and figures["peak_rss_gib"] > 0 and len(figures["weights_fingerprint"]) == 16
+    assert "lora: 6 optimizer steps in" in capsys.readouterr().out
+    # the same run stopped after step 4: its last checkpoint removed, run again, it resumes there
+    shutil.copytree(tmp_path / "whole", tmp_path / "cut")
+    shutil.rmtree(tmp_path / "cut" / "checkpoint-6")
+    again = trainer_in(tiny_bloom, tmp_path / "cut")
+    resumed = training.measured(again, recipe_of(again), name="lora", identity={"data": "x"}, samples=2 * ROWS)
+    printed = capsys.readouterr().out
+    assert "resuming from step 4" in printed and "cover steps 5 to 6 only" in printed
+    assert resumed.resumed_from == 4 and resumed.samples == 2 * 4 * 2      # this call's 2 steps x effective batch 8
+    assert resumed.weights_fingerprint == whole.weights_fingerprint
+
+
+def test_another_runs_checkpoints_are_set_aside_not_resumed(tiny_bloom, tmp_path, capsys):
+    first = trainer_in(tiny_bloom, tmp_path / "run")
+    training.measured(first, recipe_of(first), name="lora", identity={"data": "a"})
+    again = trainer_in(tiny_bloom, tmp_path / "run")
+    other = training.measured(again, recipe_of(again), name="lora", identity={"data": "b"})
+    assert other.resumed_from is None and "starting at step 0" in capsys.readouterr().out
+
+
+def test_out_of_memory_inside_becomes_advice_with_the_recipes_figures(tiny_bloom, tmp_path, monkeypatch):
+    trainer = trainer_in(tiny_bloom, tmp_path / "oom")
+    monkeypatch.setenv(faults.FAULT_ENV, "oom@1")
+    with pytest.raises(OutOfMemoryAdvice) as advice:
+        training.measured(trainer, recipe_of(trainer), name="lora")
+    assert "micro-batch 4 x 16 tokens, accumulation 2" in str(advice.value)
+
+
+def test_a_profile_changes_only_what_it_names_and_says_so(capsys):
+    base = dict(learning_rate=3e-4, num_train_epochs=2)
+    assert session.for_profile(base, "smoke", smoke=dict(learning_rate=1e-2)) == dict(learning_rate=1e-2,
+                                                                                       num_train_epochs=2)
+    assert "smoke: learning_rate 0.0003 -> 0.01" in capsys.readouterr().out
+    assert session.for_profile(base, "full", smoke=dict(learning_rate=1e-2)) == base
+    with pytest.raises(FriendlyError, match="learning_rat.*does not have"):
+        session.for_profile(base, "smoke", smoke=dict(learning_rat=1e-2))
+    with pytest.raises(FriendlyError, match="not profiles"):
+        session.for_profile(base, "smoke", smok=dict(learning_rate=1e-2))
