@@ -146,3 +146,11 @@ def plan_runs(wall_s: float, gpu: str = "T4", plan: str = "pro", table: str = DE
     units = compute_units(wall_s, gpu, table)
     return float("inf") if units == 0 else PLANS[plan]["units_per_month"] / units
 
+
+
+def bill_of_this_run(wall_s: float, gpu_name: str | None, table: str = DEFAULT_TABLE) -> dict | None:
+    """colab_cost of a measured run if Colab rents the GPU it really ran on (runtime.physical_gpu()), else None."""
+    from . import estimate
+
+    key = estimate.gpu_key(gpu_name) if gpu_name else None
+    return colab_cost(wall_s, gpu=key, table=table) if key and is_colab_gpu(key, table) else None

@@ -253,3 +253,42 @@ def whole_run_ratios(folder=None, profile: str = "bench") -> list[dict]:
                                  "estimated": run[estimated], "ratio": run[measured] / run[estimated]})
                     break
     return rows
+
+
+# ----------------------------------------------------------------------------- a measured run against smaller GPUs
+def measured_fits(summary: dict, smaller=("T4", "V100")) -> dict:
+    """{gpu: {"fits": bool, "verdict": line}} for a GPU run's measured peak on each of the `smaller` GPUs ('tight'
+    fits); {} without a GPU figure.
+
+    The peak is device-used (what nvidia-smi sees) less the driver's reservation of the GPU that really ran
+    (runtime.physical_gpu: under NB_EMULATE=T4 the bigger GPU), or reserved memory where device-used is unknown.
+    """
+    from . import estimate
+
+    if summary.get("peak_device_gib"):
+        needed = estimate.needed_from_measured(summary["peak_device_gib"], runtime.physical_gpu())
+    elif summary.get("peak_reserved_gib"):
+        needed = summary["peak_reserved_gib"]
+    else:
+        return {}
+    from . import gpus
+
+    return {gpu: {"fits": needed <= gpus.get(gpu).usable_gib, "verdict": estimate.fit_verdict(needed, gpu, measured=True)}
+            for gpu in smaller}
+
+
+def bench_fits_line(notebook: str, smaller=("T4", "V100"), folder=None) -> str | None:
+    """One line on the committed bench record's first run: its GPU, date, recipe, peaks and verdicts; None without one."""
+    from . import estimate
+
+    path = (Path(folder) if folder is not None else RESULTS) / f"{notebook}.bench.json"
+    if not path.exists():
+        return None
+    bench = json.loads(path.read_text())
+    run = bench["runs"][0]
+    needed = estimate.needed_from_measured(run["peak_device_gib"], bench["gpu"]["name"])
+    verdicts = "; ".join(estimate.fit_verdict(needed, gpu, measured=True) for gpu in smaller)
+    return (f"bench on {bench['gpu']['name']} ({bench['date']}, {run['precision']}, micro-batch {run['micro_batch']} × "
+            f"{run['max_length']} tokens): peak allocated {run['peak_allocated_gib']} GiB, reserved "
+            f"{run['peak_reserved_gib']} GiB, device {run['peak_device_gib']} GiB, {run['samples_per_s']} samples/s "
+            f"→ {verdicts}")

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import checkpoints, plots, runtime
+from . import estimate as _estimate
 from .errors import FriendlyError
 
 
@@ -27,6 +28,13 @@ class Session:
     work: Path                # models and scratch files (never results/)
     checkpoints: Path         # on Drive in Colab when mounted, else the runtime's disk
     source: str               # the line every figure carries: notebook, profile, GPU, date
+    gpu: str | None           # the estimator's name of this GPU (helpers.gpus), None on a CPU
+
+    @property
+    def trainer_defaults(self) -> dict:
+        """TrainingArguments keywords that follow the machine, not the recipe."""
+        return dict(use_cpu=self.device == "cpu", dataloader_pin_memory=self.device == "cuda", report_to="none",
+                    disable_tqdm=self.profile != "full")   # a progress bar in Colab, quiet logs elsewhere
 
 
 def start(notebook: str) -> Session:
@@ -37,7 +45,8 @@ def start(notebook: str) -> Session:
     return Session(notebook=notebook, profile=profile, device=device,
                    precision=runtime.precision() if device == "cuda" else "fp32",
                    out=runtime.output_dir(profile), work=runtime.scratch_dir(profile),
-                   checkpoints=checkpoints.setup(notebook, profile), source=plots.source_line(notebook, profile))
+                   checkpoints=checkpoints.setup(notebook, profile), source=plots.source_line(notebook, profile),
+                   gpu=_estimate.gpu_key(runtime.gpu_info()["name"]) if device == "cuda" else None)
 
 
 def for_profile(recipe: dict, profile: str, **overrides_by_profile) -> dict:

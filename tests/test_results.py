@@ -36,3 +36,20 @@ def test_runs_table_is_markdown():
     record = {"runs": [{"name": "a", "wall_s": 12.345, "peak": None}]}
     table = results.runs_table(record, ["wall_s", "peak"])
     assert table.splitlines()[2] == "| a | 12.3 | — |"
+
+
+def test_measured_fits_take_the_driver_reservation_of_the_gpu_that_ran(monkeypatch):
+    from helpers import cost, runtime
+
+    monkeypatch.setattr(runtime, "physical_gpu", lambda: "NVIDIA H200")
+    verdicts = results.measured_fits({"peak_device_gib": 14.816})          # 02's post recipe under T4 emulation
+    assert verdicts["T4"]["fits"] and verdicts["T4"]["verdict"].startswith("tight: may not fit a T4: 14.2 of 14.56")
+    assert results.measured_fits({"peak_rss_gib": 1.0}) == {}             # a CPU run: nothing to say
+    assert cost.bill_of_this_run(3600, "NVIDIA H200") is None                # Colab rents no H200
+    assert cost.bill_of_this_run(3600, "Tesla T4")["units"] == cost.colab_cost(3600, gpu="T4")["units"]
+
+
+def test_the_committed_bench_line_names_its_gpu_and_date():
+    line = results.bench_fits_line("01_complaint_classification")
+    assert line.startswith("bench on NVIDIA H200 (") and "T4" in line
+    assert results.bench_fits_line("no_such_notebook") is None

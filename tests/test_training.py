@@ -84,3 +84,28 @@ def test_a_profile_changes_only_what_it_names_and_says_so(capsys):
         session.for_profile(base, "smoke", smoke=dict(learning_rat=1e-2))
     with pytest.raises(FriendlyError, match="not profiles"):
         session.for_profile(base, "smoke", smok=dict(learning_rate=1e-2))
+
+
+def test_the_session_mounts_drive_through_checkpoints_setup(monkeypatch, tmp_path, capsys):
+    from helpers import checkpoints
+
+    asked = []
+    monkeypatch.setattr(checkpoints, "setup", lambda notebook, profile: asked.append((notebook, profile)) or tmp_path)
+    monkeypatch.setenv("NB_PROFILE", "smoke")
+    monkeypatch.setenv("NB_OUTPUT_DIR", str(tmp_path / "out"))
+    started = session.start("01_x")
+    assert asked == [("01_x", "smoke")] and started.checkpoints == tmp_path
+    assert (started.profile, started.device, started.precision) == ("smoke", "cpu", "fp32")
+    assert started.source.startswith("01_x · profile smoke · CPU") and started.gpu is None
+    assert "profile   : SMOKE" in capsys.readouterr().out                # the banner
+    assert started.trainer_defaults == dict(use_cpu=True, dataloader_pin_memory=False, report_to="none",
+                                            disable_tqdm=True)
+
+
+def test_each_profile_gets_its_model():
+    from helpers import tiny
+
+    assert tiny.checkpoint_for("full", "xlm-roberta-large", family="xlm-roberta") == "xlm-roberta-large"
+    smoke = tiny.checkpoint_for("smoke", "xlm-roberta-large", family="xlm-roberta", corpus="complaints.csv",
+                                hidden_size=64)
+    assert smoke == tiny.tiny_checkpoint("xlm-roberta", corpus="complaints.csv", hidden_size=64)
