@@ -1,7 +1,7 @@
 """Notebook 02 (QLoRA on GPT-NeoX-20B): its data sample and its memory-anatomy arithmetic.
 
-The anatomy functions are the notebook's own: the test runs the notebook's cell that defines them
-(marked "# Memory anatomy: the arithmetic"), so what is tested is what the notebook teaches.
+The anatomy functions are the ones the notebook calls (helpers/qlora.py: qlora.anatomy, qlora.neox_arithmetic),
+so what is tested is what the notebook teaches.
 """
 import csv
 import importlib.util
@@ -67,13 +67,14 @@ def test_the_sample_carries_its_learnable_structure():
 # ------------------------------------------------------------------ the anatomy arithmetic
 @pytest.fixture(scope="module")
 def cell():
-    notebook = json.loads(NOTEBOOK.read_text())
-    sources = ["".join(c["source"]) for c in notebook["cells"] if c["cell_type"] == "code"]
-    found = [s for s in sources if s.startswith("# Memory anatomy: the arithmetic")]
-    assert len(found) == 1, "the notebook should have exactly one anatomy cell"
-    namespace = {}
-    exec(compile(found[0], "anatomy cell", "exec"), namespace)
-    return namespace
+    """The anatomy functions, from the module the notebook takes them from."""
+    from helpers import qlora
+
+    code = "\n".join("".join(c["source"]) for c in json.loads(NOTEBOOK.read_text())["cells"]
+                     if c["cell_type"] == "code")
+    assert "qlora.show_anatomy(model" in code and "qlora.neox_arithmetic(" in code, \
+        "the notebook should compute its anatomy with helpers.qlora"
+    return vars(qlora)
 
 
 def test_nf4_with_double_quantisation_is_4_127_bits(cell):

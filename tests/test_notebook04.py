@@ -39,9 +39,23 @@ def test_evaluation_runs_in_small_batches_and_after_the_checkpoint():
     code = "\n".join(code_cells())
     assert "def evaluate_accuracy(model, rows, batch_size=EVAL_BATCH)" in code
     assert "per_device_eval_batch_size=EVAL_BATCH" in code
-    loop = next(c for c in code_cells() if "def train_loop(" in c)
-    # inside the step: the checkpoint is written before the evaluation, so a failing evaluation costs nothing
-    assert loop.index("saver.after_step(") < loop.rindex("evaluate_if_due()")
+    # the notebook's loop runs through helpers/loop.py: inside the step, the checkpoint is written before the
+    # evaluation, so a failing evaluation costs nothing
+    assert "loop.train(" in next(c for c in code_cells() if "def train_loop(" in c)
+    frame = (ROOT / "helpers" / "loop.py").read_text()
+    assert frame.index("saver.after_step(") < frame.rindex("evaluate_if_due()")
+
+
+def test_the_loop_is_in_the_notebook_and_the_recipe_written_once():
+    cells = code_cells()
+    step = next(c for c in cells if "def micro_batch_step(" in c)
+    for lesson in (".backward()", "/ accumulation", "(batch_idx + 1) % accumulation == 0", "scaler.step(optimizer)",
+                   "optimizer.zero_grad("):
+        assert lesson in step, lesson
+    assert len(step.splitlines()) <= 20, "the loop's lesson is a screenful"
+    code = "\n".join(cells)
+    assert code.count("gradient_accumulation_steps=16") == 1 and "recipe.read(MODEL_ID, training=TRAINING" in code
+    assert "**PROFILE_TRAINING" in code and "training.measured(trainer" in code
 
 
 def test_the_causal_check_model_is_freed_before_the_trainer_checks_load_another():

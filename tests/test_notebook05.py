@@ -182,7 +182,7 @@ def test_notebook_keeps_every_method_config_visible():
                    "PrefixTuningConfig(task_type=\\\"SEQ_CLS\\\"", "target_modules=[\\\"query\\\", \\\"value\\\"]",
                    "target_modules=\\\"all-linear\\\"", "bnb_4bit_use_double_quant=True",
                    "bnb_4bit_quant_type=\\\"nf4\\\"", "prepare_model_for_kbit_training",
-                   "trainer.model_accepts_loss_kwargs = False", "remove_callback(transformers.PrinterCallback)",
+                   "trainer.model_accepts_loss_kwargs = False", "training.measured(trainer",
                    "merge_and_unload()", "PeftModel.from_pretrained", "paraphrases.csv"):
         assert needle in source, needle
 
@@ -195,3 +195,52 @@ def test_sample_cleans_like_a_pair_table(raw):
     clean, report = data.clean_table(joined, "pair", "label", source="sample")
     assert report.rows_out == len(raw) - report.dropped.get("exact duplicate rows", 0)
     assert (clean["pair"].str.split("\x1f", n=1, expand=True).shape[1]) == 2
+
+
+class FakeStore:
+    """A RunStore's three calls, in memory."""
+
+    def __init__(self, finished=None):
+        self.records, self.saved = dict(finished or {}), []
+
+    def finished(self, name):
+        return self.records.get(name)
+
+    def save(self, name, record, model=None):
+        self.saved.append((name, model))
+        self.records[name] = record
+        return record
+
+
+def test_the_run_loop_reads_finished_runs_back_and_records_failures_as_not_run(capsys):
+    """helpers.compare.stored_or_trained: a finished run is not trained again; a failure is recorded, not faked;
+    the advice of an out-of-memory error is kept whole; a (simulated) disconnect stops the loop."""
+    from helpers import compare, faults
+    from helpers.oom import OutOfMemoryAdvice
+
+    def never(name):
+        raise AssertionError("a finished run must not train again")
+
+    store = FakeStore({"done": {"run": {"name": "done", "status": "ok"}}})
+    assert compare.stored_or_trained(store, "done", never)["run"]["status"] == "ok" and not store.saved
+    kept = compare.stored_or_trained(store, "new", lambda name: ({"run": {"name": name, "status": "ok"}}, "adapter"))
+    assert kept["run"]["name"] == "new" and store.saved == [("new", "adapter")]
+
+    def broken(name):
+        raise ValueError("x" * 2000)
+
+    failed = compare.stored_or_trained(store, "broken", broken)["run"]
+    assert failed["status"] == "not run" and len(failed["error"]) == compare.ERROR_CHARS and "broken" not in store.records
+    advice = "Estimated peak of this recipe on a T4: " + "y" * 2000
+
+    def out_of_memory(name):
+        raise OutOfMemoryAdvice(advice)
+
+    assert compare.stored_or_trained(store, "oom", out_of_memory)["run"]["error"] == f"OutOfMemoryAdvice: {advice}"
+    assert "oom: NOT RUN: OutOfMemoryAdvice:" in capsys.readouterr().out
+
+    def disconnected(name):
+        raise faults.SimulatedDisconnect(3)
+
+    with pytest.raises(faults.SimulatedDisconnect):
+        compare.stored_or_trained(store, "cut", disconnected)
