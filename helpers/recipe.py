@@ -29,7 +29,7 @@ PEFT_TASKS = {"SEQ_CLS": "seq-cls", "CAUSAL_LM": "causal-lm"}
 # what TrainingArguments calls an optimizer -> the estimator's name for the same memory behaviour
 OPTIMIZER_NAMES = {"adamw_torch_fused": "adamw_torch_fused", "adamw_torch": "adamw_torch", "adamw": "adamw",
                    "adamw_8bit": "adamw_8bit", "adamw_bnb_8bit": "adamw_8bit", "paged_adamw_8bit": "paged_adamw_8bit",
-                   "adam": "adam"}
+                   "paged_adamw_32bit": "paged_adamw_32bit", "adam": "adam"}
 TRAINER_DEFAULT_OPTIMIZER = "adamw_torch_fused"     # TrainingArguments' default with torch >= 2.8
 
 
@@ -181,7 +181,9 @@ def read(model, *, training, seq_len: int, peft_config=None, quantization=None, 
     return Recipe(model=model, task=task, method=method, micro_batch=int(micro_batch),
                   grad_accum=int(_field(training, "gradient_accumulation_steps", 1) or 1), seq_len=int(seq_len),
                   precision=_precision(training), optimizer=_optimizer(training),
-                  gradient_checkpointing=bool(_field(training, "gradient_checkpointing", False)),
+                  # transformers 5 names it activation_checkpointing (gradient_checkpointing is the older name)
+                  gradient_checkpointing=bool(_field(training, "activation_checkpointing", None)
+                                              or _field(training, "gradient_checkpointing", False)),
                   num_labels=num_labels, lora_r=lora_r, lora_targets=lora_targets, num_virtual_tokens=virtual_tokens,
                   trainable_blocks=trainable_blocks if method == "frozen" else None, weights_dtype=weights_dtype,
                   double_quant=bool(getattr(quantization, "bnb_4bit_use_double_quant", True)) if four_bit else True)

@@ -1,9 +1,9 @@
 """Supervised fine-tuning with TRL: the pieces notebook 03 and scripts/train_sft.py share.
 
-One recipe, written once. The notebook is the lesson: it prints the code of the three builders
-below (`quantization_config`, `lora_config`, `training_config`) and calls them; the script
-`scripts/train_sft.py`, launched on one GPU or many with `accelerate launch`, calls the very same
-functions with the same `RECIPE`, so the two cannot drift apart. The rest is plumbing:
+The recipe is written once, in configs/sft_recipe.yaml (`RECIPE`): the LoRA, 4-bit and SFTConfig keywords
+and the early stopping. The notebook's Recipe cell shows the same values as Python literals (and says whether
+they still equal the file: `recipe_file_differences`); scripts/train_sft.py, launched on one GPU or many with
+`accelerate launch`, builds its configs from the file. The rest is plumbing:
 
 * data: the accounting question-answer rows (committed sample, the generator in
   data/make_accounting.py, a user's CSV/JSON/JSONL, or a hub dataset), checked and split;
@@ -15,7 +15,6 @@ functions with the same `RECIPE`, so the two cannot drift apart. The rest is plu
 from __future__ import annotations
 
 import importlib.util
-import inspect
 import re
 import time
 from collections import Counter
@@ -24,6 +23,7 @@ from decimal import Decimal, InvalidOperation
 from transformers import TrainerCallback
 
 from . import data as _data
+from . import recipe as _recipe
 from . import runtime
 from .errors import FriendlyError
 
@@ -37,30 +37,58 @@ PROMPT_PREFIX = "Record the journal entry (Dr/Cr, account, amount per line) or a
 # most answers the form of a journal entry (not yet the right accounts: that needs a pretrained base).
 SMOKE_MODEL = dict(hidden_size=128, intermediate_size=256, initializer_range=0.1)
 
-# The recipe's numbers, in one place. The notebook and the script read them from here, and
-# tests/test_sft_script.py checks that configs/deepspeed_zero3.yaml agrees with the two that
-# DeepSpeed also sets (gradient accumulation and clipping).
-RECIPE = dict(
-    lora_r=16,
-    lora_alpha=32,
-    lora_dropout=0.05,
-    target_modules="all-linear",  # every nn.Linear of the blocks (peft leaves the output head out)
-    gradient_accumulation_steps=4,
-    max_grad_norm=0.3,  # QLoRA's clipping
-    lr_scheduler_type="cosine",
-    warmup_ratio=0.03,
-    weight_decay=0.01,
-    optim="paged_adamw_32bit",
-    save_total_limit=3,
-    early_stopping_patience=3,
-    early_stopping_threshold=0.001,
-    seed=123,
-)
+RECIPE_FILE = runtime.repo_root() / "configs" / "sft_recipe.yaml"
+RECIPE_PARTS = ("lora", "quantization", "training", "early_stopping")
 
 
-# ----------------------------------------------------------------------------- the configs
-def quantization_config(compute_dtype, quant_storage=None):
-    """4-bit NF4 weights with double quantisation; matrix products in `compute_dtype`.
+
+def load_recipe(path=RECIPE_FILE) -> dict:
+    """The recipe file: {"lora": LoraConfig keywords, "quantization": BitsAndBytesConfig keywords,
+    "training": SFTConfig keywords, "early_stopping": EarlyStoppingCallback keywords}."""
+    import yaml
+
+    from pathlib import Path
+
+    try:
+        loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except OSError as error:
+        raise FriendlyError(f"The recipe file {path} cannot be read ({error}). Name an existing YAML file with "
+                            f"the parts {', '.join(RECIPE_PARTS)} (configs/sft_recipe.yaml is the model).") from None
+    missing = [part for part in RECIPE_PARTS if not isinstance((loaded or {}).get(part), dict)]
+    if missing:
+        raise FriendlyError(f"The recipe file {path} lacks {', '.join(missing)}: it needs the parts "
+                            f"{', '.join(RECIPE_PARTS)}, as in configs/sft_recipe.yaml.")
+    return loaded
+
+
+# The recipe's numbers, in one place. tests/test_sft_script.py checks that the notebook's Recipe cell and
+# configs/deepspeed_zero3.yaml (gradient accumulation and clipping) agree with it.
+RECIPE = load_recipe()
+
+
+def _value(config, key):
+    value = config.get(key) if isinstance(config, dict) else getattr(config, key, None)
+    value = getattr(value, "value", value)          # enums (peft's TaskType, TrainingArguments' optimizer)
+    return sorted(value) if isinstance(value, (set, frozenset)) else value
+
+
+def recipe_file_differences(path=RECIPE_FILE, **parts) -> list[str]:
+    """Where the given configs (lora=LoraConfig, quantization=BitsAndBytesConfig, training=dict of SFTConfig
+    keywords, early_stopping=dict) differ from the recipe file: one line per key; [] when they agree."""
+    recipe = load_recipe(path)
+    differences = []
+    for part, config in parts.items():
+        written = recipe[part]
+        keys = list(written) + ([k for k in config if k not in written] if isinstance(config, dict) else [])
+        for key in keys:
+            if _value(config, key) != written.get(key):
+                differences.append(f"{part}.{key}: here {_value(config, key)!r}, in the file {written.get(key)!r}")
+    return differences
+
+
+# ----------------------------------------------------------------------------- the configs of the script
+def quantization_config(compute_dtype, quant_storage=None, recipe=RECIPE):
+    """The recipe's BitsAndBytesConfig (4-bit NF4, double quantisation); matrix products in `compute_dtype`.
 
     `quant_storage` is the dtype the packed 4-bit weights are stored in. Leave it None (uint8) on one
     GPU; under FSDP or DeepSpeed ZeRO-3 set it to the dtype of the other weights (bf16), because
@@ -69,88 +97,22 @@ def quantization_config(compute_dtype, quant_storage=None):
     import torch
     from transformers import BitsAndBytesConfig
 
-    return BitsAndBytesConfig(
-        load_in_4bit=True,
-        bnb_4bit_quant_type="nf4",
-        bnb_4bit_use_double_quant=True,
-        bnb_4bit_compute_dtype=compute_dtype,
-        bnb_4bit_quant_storage=quant_storage or torch.uint8,
-    )
+    return BitsAndBytesConfig(**recipe["quantization"], bnb_4bit_compute_dtype=compute_dtype,
+                              bnb_4bit_quant_storage=quant_storage or torch.uint8)
 
 
-def lora_config(r=RECIPE["lora_r"], lora_alpha=RECIPE["lora_alpha"], lora_dropout=RECIPE["lora_dropout"]):
-    """LoRA adapters of rank `r` on every linear layer of the transformer blocks."""
+def lora_config(recipe=RECIPE):
+    """The recipe's LoraConfig: adapters on every linear layer of the transformer blocks."""
     from peft import LoraConfig
 
-    return LoraConfig(
-        r=r,
-        lora_alpha=lora_alpha,  # the update is scaled by alpha / r
-        lora_dropout=lora_dropout,
-        target_modules=RECIPE["target_modules"],
-        bias="none",
-        task_type="CAUSAL_LM",
-    )
+    return LoraConfig(**recipe["lora"])
 
 
-def training_config(output_dir, *, batch_size, learning_rate, max_length, eval_steps, max_steps=-1,
-                    epochs=1, gradient_accumulation_steps=RECIPE["gradient_accumulation_steps"],
-                    reentrant=False, logging_steps=1, disable_tqdm=None, load_best=True, optim=None, save=True,
-                    **extra):
-    """The SFTConfig (TrainingArguments + TRL's data options) of the recipe.
+def early_stopping(recipe=RECIPE):
+    """Stop when the evaluation loss has not improved by `threshold` for `patience` evaluations."""
+    from transformers import EarlyStoppingCallback
 
-    Names changed since the posts were written: `warmup_ratio` is `warmup_steps` given as a
-    fraction, `group_by_length=True` is `train_sampling_strategy="group_by_length"`,
-    `evaluation_strategy` is `eval_strategy`, and `max_seq_length`, `dataset_text_field` and
-    `packing` moved from SFTTrainer into this config (`max_length`, ...).
-
-    `optim` replaces the recipe's optimizer; `save=False` writes no checkpoints (and so cannot reload
-    the best one): for measurements of models too big to checkpoint on the disk at hand.
-    """
-    from trl import SFTConfig
-
-    return SFTConfig(
-        output_dir=str(output_dir),
-        # optimisation
-        max_steps=max_steps,  # -1: run `epochs` epochs (early stopping may end sooner)
-        num_train_epochs=epochs,
-        per_device_train_batch_size=batch_size,
-        per_device_eval_batch_size=batch_size,
-        gradient_accumulation_steps=gradient_accumulation_steps,
-        learning_rate=learning_rate,
-        lr_scheduler_type=RECIPE["lr_scheduler_type"],
-        warmup_steps=RECIPE["warmup_ratio"],  # a float below 1 is a ratio of the training steps
-        weight_decay=RECIPE["weight_decay"],
-        max_grad_norm=RECIPE["max_grad_norm"],
-        optim=optim or RECIPE["optim"],
-        **runtime.trainer_precision_kwargs(),  # bf16 on Ampere and newer, fp16 on T4/V100, fp32 on CPU
-        activation_checkpointing=True,  # was gradient_checkpointing
-        activation_checkpointing_kwargs={"use_reentrant": reentrant},
-        train_sampling_strategy="group_by_length",  # batches of similar length: less padding
-        # data
-        max_length=max_length,
-        dataset_text_field="text",
-        packing=False,
-        # evaluation, checkpoints and the best model
-        eval_strategy="steps",
-        eval_steps=eval_steps,
-        save_strategy="steps" if save else "no",
-        save_steps=eval_steps,
-        save_total_limit=RECIPE["save_total_limit"],
-        load_best_model_at_end=load_best and save,  # (False only to work around a launcher that cannot reload)
-        metric_for_best_model="eval_loss",
-        greater_is_better=False,
-        # logging
-        logging_steps=logging_steps,
-        log_level="info",
-        report_to="none",
-        include_num_input_tokens_seen=True,
-        disable_tqdm=disable_tqdm,
-        seed=RECIPE["seed"],
-        data_seed=RECIPE["seed"],
-        use_cpu=not runtime.cuda_available(),
-        dataloader_pin_memory=runtime.cuda_available(),
-        **extra,
-    )
+    return EarlyStoppingCallback(**recipe["early_stopping"])
 
 
 def adapters_for_precision(trainer) -> set:
@@ -172,14 +134,6 @@ def adapters_for_precision(trainer) -> set:
     return {p.dtype for p in trainer.model.parameters() if p.requires_grad}
 
 
-def early_stopping():
-    """Stop when the evaluation loss has not improved by `threshold` for `patience` evaluations."""
-    from transformers import EarlyStoppingCallback
-
-    return EarlyStoppingCallback(early_stopping_patience=RECIPE["early_stopping_patience"],
-                                 early_stopping_threshold=RECIPE["early_stopping_threshold"])
-
-
 def quiet_config_logs() -> None:
     """Keep `log_level="info"` for the Trainer, without the model config it prints at every save.
 
@@ -192,12 +146,6 @@ def quiet_config_logs() -> None:
                  "transformers.tokenization_utils_base", "transformers.processing_utils",
                  "transformers.modeling_utils", "transformers.utils.hub"):
         logging.getLogger(name).setLevel(logging.WARNING)
-
-
-def show(*functions) -> None:
-    """Print the source of the recipe's builders: the code the notebook and the script both run."""
-    for function in functions:
-        print(inspect.getsource(function))
 
 
 # ----------------------------------------------------------------------------- the data
@@ -247,7 +195,7 @@ def load_rows(source: str = "accounting.csv", input_column: str = "input", outpu
     return frame, report
 
 
-def split(frame, validation: float = 0.1, test: float = 0.1, seed: int = RECIPE["seed"]):
+def split(frame, validation: float = 0.1, test: float = 0.1, seed: int = RECIPE["training"]["seed"]):
     """Train / validation / test rows with scikit-learn, as in the recipe."""
     from sklearn.model_selection import train_test_split
 

@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 MODEL = "random:microsoft/Phi-3-mini-4k-instruct"
-# The notebook's bench settings (SETTINGS["bench"] in notebooks/03_accounting_sft.ipynb).
+# The notebook's bench settings (the bench overrides of PROFILE_TRAINING in notebooks/03_accounting_sft.ipynb).
 SETTINGS = ["--data", "generate:1200", "--max_steps", "20", "--batch_size", "4", "--gradient_accumulation_steps", "4",
             "--learning_rate", "2e-4", "--max_length", "512", "--eval_steps", "10", "--eval_rows", "32",
             "--logging_steps", "1", "--no-resume"]

@@ -1,8 +1,9 @@
 """Notebook 03's recipe as a script: SFT of an accounting assistant with TRL, on one GPU or many.
 
-The recipe is not written here: the LoRA, 4-bit and SFTConfig settings come from the functions of
-helpers/sft.py that the notebook prints and calls. What this file adds is what a launcher needs:
-command-line arguments, one process per GPU, and saving from the main process only.
+The recipe is not written here: the LoRA, 4-bit and SFTConfig keywords come from configs/sft_recipe.yaml,
+the values of the notebook's Recipe cell (--recipe names another file; the options below override single
+keys). What this file adds is what a launcher needs: command-line arguments, one process per GPU, and
+saving from the main process only.
 
     # one GPU (or the CPU), no launcher
     python scripts/train_sft.py --model microsoft/Phi-3-mini-4k-instruct --output_dir runs/phi3
@@ -51,19 +52,21 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--output_column", default="output")
     p.add_argument("--rows", type=int, default=None, help="use at most this many rows")
     p.add_argument("--output_dir", default="outputs/train_sft")
-    p.add_argument("--max_steps", type=int, default=-1, help="-1: train --epochs epochs")
-    p.add_argument("--epochs", type=float, default=1)
-    p.add_argument("--batch_size", type=int, default=4, help="per device (per process)")
-    p.add_argument("--gradient_accumulation_steps", type=int, default=sft.RECIPE["gradient_accumulation_steps"])
-    p.add_argument("--learning_rate", type=float, default=2e-4)
-    p.add_argument("--max_length", type=int, default=512)
-    p.add_argument("--eval_steps", type=int, default=50)
+    p.add_argument("--recipe", default=str(sft.RECIPE_FILE), help="the recipe file (LoRA, 4-bit and SFTConfig keywords)")
+    # None: the recipe's value
+    p.add_argument("--max_steps", type=int, default=None, help="-1: train --epochs epochs (default: the recipe's)")
+    p.add_argument("--epochs", type=float, default=None, help="num_train_epochs (default: the recipe's)")
+    p.add_argument("--batch_size", type=int, default=None, help="per device (per process) (default: the recipe's)")
+    p.add_argument("--gradient_accumulation_steps", type=int, default=None, help="(default: the recipe's)")
+    p.add_argument("--learning_rate", type=float, default=None, help="(default: the recipe's)")
+    p.add_argument("--max_length", type=int, default=None, help="(default: the recipe's)")
+    p.add_argument("--eval_steps", type=int, default=None, help="evaluations and checkpoints (default: the recipe's)")
     p.add_argument("--eval_rows", type=int, default=None, help="validation rows used for eval_loss")
-    p.add_argument("--logging_steps", type=int, default=1)
+    p.add_argument("--logging_steps", type=int, default=None, help="(default: the recipe's)")
     p.add_argument("--load_in_4bit", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--method", choices=("lora", "full"), default="lora",
                    help="lora: the recipe's adapters; full: every weight trains (needs --no-load_in_4bit)")
-    p.add_argument("--optim", default=None, help=f"optimizer (default: the recipe's, {sft.RECIPE['optim']})")
+    p.add_argument("--optim", default=None, help=f"optimizer (default: the recipe's, {sft.RECIPE['training']['optim']})")
     p.add_argument("--save", action=argparse.BooleanOptionalAction, default=True,
                    help="write checkpoints and the trained weights (--no-save: measure only)")
     p.add_argument("--tf32", choices=("on", "off", "default"), default="default",
@@ -103,20 +106,48 @@ def launcher() -> dict:
             "main": state.is_main_process, "state": state}
 
 
-def check_deepspeed_yaml(args) -> None:
-    """A clear message before DeepSpeed's own, when the YAML and the arguments disagree."""
+def check_deepspeed_yaml(training: dict) -> None:
+    """A clear message before DeepSpeed's own, when the YAML and the training keywords disagree."""
     if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() != "true":
         return
     yaml_gas = os.environ.get("ACCELERATE_GRADIENT_ACCUMULATION_STEPS", "auto")
     yaml_clip = os.environ.get("ACCELERATE_GRADIENT_CLIPPING", "auto")
     problems = []
-    if yaml_gas not in ("auto", "none") and int(yaml_gas) != args.gradient_accumulation_steps:
-        problems.append(f"gradient_accumulation_steps: YAML {yaml_gas}, script {args.gradient_accumulation_steps}")
-    if yaml_clip not in ("auto", "none") and float(yaml_clip) != sft.RECIPE["max_grad_norm"]:
-        problems.append(f"gradient_clipping: YAML {yaml_clip}, recipe max_grad_norm {sft.RECIPE['max_grad_norm']}")
+    if yaml_gas not in ("auto", "none") and int(yaml_gas) != training["gradient_accumulation_steps"]:
+        problems.append(f"gradient_accumulation_steps: YAML {yaml_gas}, script {training['gradient_accumulation_steps']}")
+    if yaml_clip not in ("auto", "none") and float(yaml_clip) != training["max_grad_norm"]:
+        problems.append(f"gradient_clipping: YAML {yaml_clip}, recipe max_grad_norm {training['max_grad_norm']}")
     if problems:
         raise FriendlyError("The DeepSpeed config and the training arguments disagree ("
                             + "; ".join(problems) + "). Make them equal: edit the YAML or the arguments.")
+
+
+def training_keywords(args, recipe: dict = sft.RECIPE) -> dict:
+    """The recipe's SFTConfig keywords with the command line's overrides."""
+    overrides = {"per_device_train_batch_size": args.batch_size, "per_device_eval_batch_size": args.batch_size,
+                 "gradient_accumulation_steps": args.gradient_accumulation_steps, "learning_rate": args.learning_rate,
+                 "max_length": args.max_length, "max_steps": args.max_steps, "num_train_epochs": args.epochs,
+                 "eval_steps": args.eval_steps, "save_steps": args.eval_steps, "logging_steps": args.logging_steps,
+                 "optim": args.optim}
+    training = {**recipe["training"], **{k: v for k, v in overrides.items() if v is not None}}
+    if not args.save:                      # measure only: no checkpoints, so no best one to reload either
+        training.update(save_strategy="no", load_best_model_at_end=False)
+    if not args.load_best:                 # (only to work around a launcher that cannot reload)
+        training["load_best_model_at_end"] = False
+    return training
+
+
+def sft_config(output_dir, training: dict, sharded: bool = False, **extra):
+    """The SFTConfig: the recipe's keywords and the device's (precision, CPU or GPU).
+
+    PEFT under ZeRO-3/FSDP needs reentrant activation checkpointing (TRL forces it for ZeRO-3)."""
+    from trl import SFTConfig
+
+    checkpointing = {**training.get("activation_checkpointing_kwargs", {}), "use_reentrant": sharded}
+    return SFTConfig(output_dir=str(output_dir), **{**training, "activation_checkpointing_kwargs": checkpointing},
+                     **runtime.trainer_precision_kwargs(),   # bf16 on Ampere and newer, fp16 on T4/V100, fp32 on CPU
+                     use_cpu=not runtime.cuda_available(), dataloader_pin_memory=runtime.cuda_available(),
+                     report_to="none", disable_tqdm=True, **extra)
 
 
 def set_tf32(mode: str) -> None:
@@ -128,7 +159,7 @@ def set_tf32(mode: str) -> None:
         torch.backends.cudnn.allow_tf32 = mode == "on"
 
 
-def load_model(path: str, four_bit: bool, where: dict):
+def load_model(path: str, four_bit: bool, where: dict, recipe: dict = sft.RECIPE):
     """The base model: 4-bit NF4 (QLoRA) or 16/32-bit, placed for the launcher in use.
 
     One GPU or DDP: each process loads the whole model on its own GPU (device_map), and
@@ -143,7 +174,8 @@ def load_model(path: str, four_bit: bool, where: dict):
     dtype = runtime.torch_dtype()
     kwargs = {"dtype": dtype}
     if four_bit:
-        kwargs["quantization_config"] = sft.quantization_config(dtype, quant_storage=dtype if where["sharded"] else None)
+        kwargs["quantization_config"] = sft.quantization_config(dtype, quant_storage=dtype if where["sharded"] else None,
+                                                                recipe=recipe)
         if runtime.cuda_available() and not where["sharded"]:
             kwargs["device_map"] = {"": where["local_rank"]}
     model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
@@ -170,21 +202,18 @@ def train(args) -> dict:
         raise FriendlyError("--check reloads a saved LoRA adapter; --method full saves a whole model. Drop --check.")
     if args.check and not args.save:
         raise FriendlyError("--check reloads the saved adapter, and --no-save saves none: drop one of them.")
+    recipe = sft.load_recipe(args.recipe)
+    training = training_keywords(args, recipe)
     where = launcher()
-    check_deepspeed_yaml(args)
+    check_deepspeed_yaml(training)
     set_tf32(args.tf32)
     sft.quiet_config_logs()
     out = Path(args.output_dir)
 
     # The training arguments come first: under DeepSpeed ZeRO-3 they tell from_pretrained to
     # load each weight straight into its shard.
-    config = sft.training_config(
-        out, batch_size=args.batch_size, learning_rate=args.learning_rate, max_length=args.max_length,
-        eval_steps=args.eval_steps, max_steps=args.max_steps, epochs=args.epochs,
-        gradient_accumulation_steps=args.gradient_accumulation_steps, logging_steps=args.logging_steps,
-        reentrant=where["sharded"],  # PEFT under ZeRO-3/FSDP needs reentrant checkpointing (TRL forces it for ZeRO-3)
-        disable_tqdm=True, run_name=args.run_name, load_best=args.load_best and args.save, optim=args.optim,
-        save=args.save)
+    config = sft_config(out, training, sharded=where["sharded"], run_name=args.run_name)
+    batch, accumulation = config.per_device_train_batch_size, config.gradient_accumulation_steps
 
     from accelerate import PartialState
 
@@ -204,21 +233,21 @@ def train(args) -> dict:
     train_set = sft.to_dataset(train_rows, tokenizer)
     val_set = sft.to_dataset(val_rows, tokenizer)
 
-    model = load_model(path, args.load_in_4bit, where)
+    model = load_model(path, args.load_in_4bit, where, recipe)
     mem = memory.MemoryCallback(args.run_name or where["kind"])
     speed = sft.ThroughputCallback()
     trainer = SFTTrainer(model=model, args=config, train_dataset=train_set, eval_dataset=val_set,
                          processing_class=tokenizer,
-                         peft_config=sft.lora_config() if args.method == "lora" else None,
-                         callbacks=[sft.early_stopping(), mem, speed] if config.load_best_model_at_end else [mem, speed])
+                         peft_config=sft.lora_config(recipe) if args.method == "lora" else None,
+                         callbacks=[sft.early_stopping(recipe), mem, speed] if config.load_best_model_at_end else [mem, speed])
     sft.adapters_for_precision(trainer)   # fp32 adapters under fp16 (a T4): TRL made them bf16
-    effective = args.batch_size * args.gradient_accumulation_steps * where["processes"]
+    effective = batch * accumulation * where["processes"]
     trainable = sum(p.ds_numel if hasattr(p, "ds_numel") else p.numel()   # ZeRO-3 keeps only a shard here
                     for p in trainer.model.parameters() if p.requires_grad)
     if where["main"]:
         print(f"{args.method}: {trainable:,} trainable parameters")
         print(f"launcher {where['kind']}, {where['processes']} process(es): effective batch = "
-              f"{args.batch_size} per device x {args.gradient_accumulation_steps} accumulation x "
+              f"{batch} per device x {accumulation} accumulation x "
               f"{where['processes']} = {effective}")
 
     last = get_last_checkpoint(str(out)) if args.resume and out.is_dir() else None
@@ -245,8 +274,8 @@ def train(args) -> dict:
     run = {
         "name": args.run_name or where["kind"],
         "launcher": where["kind"], "processes": where["processes"],
-        "per_device_batch": args.batch_size, "gradient_accumulation_steps": args.gradient_accumulation_steps,
-        "effective_batch": effective, "max_grad_norm": sft.RECIPE["max_grad_norm"],
+        "per_device_batch": batch, "gradient_accumulation_steps": accumulation,
+        "effective_batch": effective, "max_grad_norm": config.max_grad_norm,
         "precision": runtime.precision(), "load_in_4bit": args.load_in_4bit, "tf32": args.tf32,
         "load_best": config.load_best_model_at_end, "method": args.method, "optim": str(getattr(config.optim, "value", config.optim)),
         "trainable_parameters": trainable,
@@ -278,7 +307,7 @@ def check_adapter(args) -> dict:
     tokenizer = AutoTokenizer.from_pretrained(adapter)
     kwargs = {"dtype": runtime.torch_dtype()}
     if args.load_in_4bit:
-        kwargs["quantization_config"] = sft.quantization_config(runtime.torch_dtype())
+        kwargs["quantization_config"] = sft.quantization_config(runtime.torch_dtype(), recipe=sft.load_recipe(args.recipe))
         if runtime.cuda_available():
             kwargs["device_map"] = {"": 0}
     base = AutoModelForCausalLM.from_pretrained(path, **kwargs)
@@ -306,7 +335,7 @@ def main(argv=None) -> int:
         env = {k: v for k, v in os.environ.items()
                if not k.startswith(("ACCELERATE_", "FSDP_", "LOCAL_RANK", "RANK", "WORLD_SIZE", "MASTER_", "TORCHELASTIC"))}
         command = [sys.executable, __file__, "--check_adapter", run["adapter_dir"], "--check", str(args.check),
-                   "--model", args.model, "--data", args.data, "--input_column", args.input_column,
+                   "--recipe", args.recipe, "--model", args.model, "--data", args.data, "--input_column", args.input_column,
                    "--output_column", args.output_column]
         command += ["--rows", str(args.rows)] if args.rows else []
         command += [] if args.load_in_4bit else ["--no-load_in_4bit"]

@@ -1,7 +1,7 @@
 """Notebook 03 (accounting SFT): its data, the chat formatting, the recipe's configs and the scorer.
 
 The sample must carry checkable answers (every entry balances and parses back), the formatting must
-follow the chat template (answers in training rows only), the builders must set what the recipe says
+follow the chat template (answers in training rows only), the recipe file must say what the recipe says
 with today's argument names, and exact match must mean the same entry whatever its layout.
 """
 from decimal import Decimal
@@ -103,26 +103,44 @@ def test_generation_pads_on_the_left_and_restores_the_tokenizer(tokenizer):
     assert tokenizer.padding_side == side
 
 
-def test_builders_set_the_recipe_with_todays_names(tmp_path):
+def test_the_recipe_file_sets_the_recipe_with_todays_names():
     import torch
 
-    args = sft.training_config(tmp_path, batch_size=4, learning_rate=2e-4, max_length=512, eval_steps=50)
-    assert args.lr_scheduler_type == "cosine" and args.warmup_steps == sft.RECIPE["warmup_ratio"]
-    assert args.optim == "paged_adamw_32bit" and args.max_grad_norm == sft.RECIPE["max_grad_norm"]
-    assert args.train_sampling_strategy == "group_by_length"
-    assert args.eval_strategy == "steps" and args.save_steps == args.eval_steps == 50
-    assert args.save_total_limit == 3 and args.load_best_model_at_end and args.metric_for_best_model == "eval_loss"
-    assert args.activation_checkpointing and args.activation_checkpointing_kwargs == {"use_reentrant": False}
-    assert args.dataset_text_field == "text" and args.packing is False and args.max_length == 512
-    assert args.log_level == "info" and args.report_to in ([], "none", ["none"])
-    assert args.seed == 123 and not args.bf16 and not args.fp16  # CPU: fp32
+    training = sft.RECIPE["training"]
+    assert training["lr_scheduler_type"] == "cosine" and training["warmup_steps"] == 0.03
+    assert training["optim"] == "paged_adamw_32bit" and training["max_grad_norm"] == 0.3
+    assert training["train_sampling_strategy"] == "group_by_length"
+    assert training["eval_strategy"] == "steps" and training["save_steps"] == training["eval_steps"]
+    assert training["save_total_limit"] == 3 and training["load_best_model_at_end"]
+    assert training["metric_for_best_model"] == "eval_loss" and training["greater_is_better"] is False
+    assert training["activation_checkpointing"] and training["activation_checkpointing_kwargs"] == {"use_reentrant": False}
+    assert training["dataset_text_field"] == "text" and training["packing"] is False and training["max_length"] == 512
+    assert training["log_level"] == "info" and training["seed"] == 123
+    for gone in ("warmup_ratio", "group_by_length", "evaluation_strategy", "max_seq_length", "gradient_checkpointing"):
+        assert gone not in training, gone
     lora = sft.lora_config()
     assert lora.target_modules == "all-linear" and lora.r == 16 and lora.task_type == "CAUSAL_LM"
     q = sft.quantization_config(torch.bfloat16, quant_storage=torch.bfloat16)
     assert q.load_in_4bit and q.bnb_4bit_quant_type == "nf4" and q.bnb_4bit_use_double_quant
     assert q.bnb_4bit_quant_storage == torch.bfloat16 and sft.quantization_config(torch.float16).bnb_4bit_quant_storage == torch.uint8
     callback = sft.early_stopping()
-    assert callback.early_stopping_patience == sft.RECIPE["early_stopping_patience"]
+    assert callback.early_stopping_patience == sft.RECIPE["early_stopping"]["early_stopping_patience"] == 3
+
+
+def test_recipe_file_differences_name_the_key_that_changed(tmp_path):
+    from peft import LoraConfig
+
+    assert sft.recipe_file_differences(lora=sft.lora_config(), training=dict(sft.RECIPE["training"])) == []
+    changed = sft.recipe_file_differences(lora=LoraConfig(**{**sft.RECIPE["lora"], "r": 8}),
+                                          training={**sft.RECIPE["training"], "learning_rate": 1e-3, "typo_rate": 1})
+    assert changed == ["lora.r: here 8, in the file 16", "training.learning_rate: here 0.001, in the file 0.0002",
+                       "training.typo_rate: here 1, in the file None"]
+    broken = tmp_path / "recipe.yaml"
+    broken.write_text("lora: {r: 8}\n")
+    from helpers.errors import FriendlyError
+
+    with pytest.raises(FriendlyError, match="lacks quantization, training, early_stopping"):
+        sft.load_recipe(broken)
 
 
 def test_curve_gap_measures_relative_distance():
@@ -139,15 +157,18 @@ def test_notebook_uses_the_shared_recipe_and_todays_api():
     cells = json.loads((ROOT / "notebooks" / "03_accounting_sft.ipynb").read_text(encoding="utf-8"))["cells"]
     notebook = "\n".join("".join(c["source"]) for c in cells)
     code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
-    for needle in ("sft.training_config(", "sft.lora_config()", "sft.quantization_config(", "prepare_model_for_kbit_training",
-                   "processing_class=tokenizer", "peft_config=lora", "checkpoints.train_or_resume(trainer)", "sft.early_stopping()",
-                   "trainer.save_state()", "accelerate launch", "deepspeed_zero3.yaml"):
+    for needle in ("LoraConfig(r=", "BitsAndBytesConfig(load_in_4bit=True", "TRAINING = dict(", "SFTConfig(",
+                   "**PROFILE_TRAINING", "session.for_profile(", "prepare_model_for_kbit_training",
+                   "processing_class=tokenizer", "peft_config=LORA", "training.measured(", "recipe.read(",
+                   "EarlyStoppingCallback(**EARLY_STOPPING)", "sft.ThroughputCallback()", "trainer.save_state()",
+                   "sft.recipe_file_differences(", "accelerate launch", "deepspeed_zero3.yaml"):
         assert needle in notebook, needle
-    for gone in ("warmup_ratio=", "group_by_length=True", "evaluation_strategy", "max_seq_length", "tokenizer=tokenizer"):
+    for gone in ("warmup_ratio=", "group_by_length=True", "evaluation_strategy", "max_seq_length", "tokenizer=tokenizer",
+                 " gradient_checkpointing=True", "train_or_resume", "oom.advice", "sft.training_config"):
         assert gone not in code, gone
 
 
-def test_fp16_training_keeps_the_adapters_fp32(tmp_path, monkeypatch, tokenizer):
+def test_fp16_training_keeps_the_adapters_fp32(tmp_path, tokenizer):
     """On a T4 (fp16) TRL's bf16 adapters crash the GradScaler at the first step: they must go back to fp32.
 
     TRL 1.16 casts a 4-bit model's trainable parameters to bf16 whatever `fp16` says; on CUDA the GradScaler
@@ -161,13 +182,16 @@ def test_fp16_training_keeps_the_adapters_fp32(tmp_path, monkeypatch, tokenizer)
 
     from helpers import runtime, tiny
 
-    monkeypatch.setattr(runtime, "trainer_precision_kwargs", lambda: {"bf16": False, "fp16": True})   # a T4
+    from trl import SFTConfig
+
     path = tiny.tiny_checkpoint("chat", corpus="accounting.csv", **sft.SMOKE_MODEL)
     model = AutoModelForCausalLM.from_pretrained(path, quantization_config=sft.quantization_config(torch.float32),
                                                  dtype=torch.float32)
     model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True)
-    config = sft.training_config(tmp_path, batch_size=2, learning_rate=1e-3, max_length=64, eval_steps=5,
-                                 max_steps=1, save=False)
+    training = {**sft.RECIPE["training"], "per_device_train_batch_size": 2, "max_length": 64, "max_steps": 1,
+                "save_strategy": "no", "load_best_model_at_end": False}
+    config = SFTConfig(output_dir=str(tmp_path), **training, fp16=True, bf16=False,   # a T4
+                       use_cpu=not runtime.cuda_available(), report_to="none")
     rows = sft.to_dataset(pd.DataFrame({"input": ["Paid rent of $500."] * 4, "output": ["Dr Rent 500\nCr Cash 500"] * 4}),
                           tokenizer)
     trainer = SFTTrainer(model=model, args=config, train_dataset=rows, eval_dataset=rows, processing_class=tokenizer,
@@ -186,5 +210,5 @@ def test_notebook_and_script_fix_the_adapter_dtype_before_training():
     script = (ROOT / "scripts" / "train_sft.py").read_text()
     for name, text in (("notebook 03", code), ("scripts/train_sft.py", script)):
         built, fixed = text.find("SFTTrainer(model="), text.find("sft.adapters_for_precision(trainer)")
-        trained = text.find("train_or_resume(trainer)") if name == "notebook 03" else text.find("trainer.train(")
+        trained = text.find("training.measured(") if name == "notebook 03" else text.find("trainer.train(")
         assert -1 < built < fixed < trained, f"{name}: adapters_for_precision must come after SFTTrainer(...) and before training"

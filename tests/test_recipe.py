@@ -76,3 +76,11 @@ def test_a_recipe_it_cannot_read_is_named_with_the_fix(kwargs, words):
     with pytest.raises(recipe.RecipeError, match=None) as err:
         recipe.read("roberta-large", seq_len=128, **kwargs)
     assert words in str(err.value)
+
+
+def test_transformers_5s_activation_checkpointing_counts_as_checkpointing():
+    # TrainingArguments / SFTConfig name it activation_checkpointing now; a dict recipe read it as "off" before
+    read = recipe.read("microsoft/Phi-3-mini-4k-instruct", seq_len=512, task="causal-lm",
+                       training=dict(per_device_train_batch_size=4, activation_checkpointing=True,
+                                     optim="paged_adamw_32bit"))
+    assert read.gradient_checkpointing and read.optimizer == "paged_adamw_32bit"

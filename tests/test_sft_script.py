@@ -1,8 +1,10 @@
 """scripts/train_sft.py and its accelerate configs (notebook 03's recipe on one GPU or many).
 
+* One recipe: the notebook's Recipe cell (LoraConfig, BitsAndBytesConfig, the SFTConfig keywords), the
+  recipe file configs/sft_recipe.yaml and what the script trains by default are the same, key for key.
 * The DeepSpeed YAML repeats two training arguments (gradient accumulation and clipping); DeepSpeed
   refuses to start when they differ from the TrainingArguments, so they are checked here against the
-  recipe and against the SFTConfig that helpers/sft.py builds.
+  recipe and against the SFTConfig that the script builds.
 * Every YAML loads with accelerate's own config reader and says what the docs say it does.
 * The script really trains with 2 processes: `accelerate launch --config_file configs/ddp.yaml` on
   the CPU starts 2 processes that average gradients over gloo (accelerate's FSDP and DeepSpeed need a
@@ -36,17 +38,56 @@ def load_script():
     return module
 
 
+def notebook_recipe() -> dict:
+    """The names the notebook's Recipe cell defines, from its own source (a CPU's compute dtype)."""
+    import torch
+    from peft import LoraConfig
+    from transformers import BitsAndBytesConfig
+
+    cells = json.loads((ROOT / "notebooks" / "03_accounting_sft.ipynb").read_text(encoding="utf-8"))["cells"]
+    recipe_cells = [c for c in cells if c["cell_type"] == "code" and "".join(c["source"]).startswith("LORA = LoraConfig(")]
+    assert len(recipe_cells) == 1, "one Recipe cell, starting with LORA = LoraConfig("
+    names = {"LoraConfig": LoraConfig, "BitsAndBytesConfig": BitsAndBytesConfig, "COMPUTE_DTYPE": torch.float32}
+    exec("".join(recipe_cells[0]["source"]), names)
+    return names
+
+
+def test_the_notebook_the_recipe_file_and_the_script_hold_one_recipe(tmp_path):
+    names = notebook_recipe()
+    assert sft.recipe_file_differences(lora=names["LORA"], quantization=names["QUANTIZATION"], training=names["TRAINING"],
+                                       early_stopping=names["EARLY_STOPPING"]) == []
+    script = load_script()
+    assert script.training_keywords(script.parse_args([])) == names["TRAINING"] == sft.RECIPE["training"]
+    config = script.sft_config(tmp_path, names["TRAINING"])
+    normalised = {"include_num_input_tokens_seen": "all"}      # SFTConfig's name for True
+    for key, value in names["TRAINING"].items():
+        value = normalised.get(key, value) if value is True else value
+        assert getattr(getattr(config, key), "value", getattr(config, key)) == value, key
+    assert sft.lora_config().to_dict() == names["LORA"].to_dict()
+
+
 def test_deepspeed_yaml_agrees_with_the_training_arguments(tmp_path):
     config = yaml.safe_load((CONFIGS / "deepspeed_zero3.yaml").read_text())
     ds = config["deepspeed_config"]
-    args = sft.training_config(tmp_path, batch_size=4, learning_rate=2e-4, max_length=512, eval_steps=50)
-    assert ds["gradient_accumulation_steps"] == sft.RECIPE["gradient_accumulation_steps"] == args.gradient_accumulation_steps
-    assert ds["gradient_clipping"] == sft.RECIPE["max_grad_norm"] == args.max_grad_norm
+    script = load_script()
+    args = script.sft_config(tmp_path, script.training_keywords(script.parse_args([])))
+    training = sft.RECIPE["training"]
+    assert ds["gradient_accumulation_steps"] == training["gradient_accumulation_steps"] == args.gradient_accumulation_steps
+    assert ds["gradient_clipping"] == training["max_grad_norm"] == args.max_grad_norm
     # the post's ZeRO-3 set-up
     assert ds["zero_stage"] == 3 and ds["zero3_init_flag"] is True and ds["zero3_save_16bit_model"] is True
     assert ds["offload_optimizer_device"] == "none" and ds["offload_param_device"] == "none"
     assert config["distributed_type"] == "DEEPSPEED" and config["mixed_precision"] == "bf16"
     assert config["num_machines"] == 1 and config["num_processes"] == 8
+
+
+def test_the_command_line_overrides_single_keys_of_the_recipe():
+    script = load_script()
+    training = script.training_keywords(script.parse_args(["--batch_size", "2", "--eval_steps", "7", "--no-save"]))
+    assert training["per_device_train_batch_size"] == training["per_device_eval_batch_size"] == 2
+    assert training["eval_steps"] == training["save_steps"] == 7
+    assert training["save_strategy"] == "no" and training["load_best_model_at_end"] is False
+    assert training["learning_rate"] == sft.RECIPE["training"]["learning_rate"]
 
 
 @pytest.mark.parametrize("name,kind", [("deepspeed_zero3.yaml", "DEEPSPEED"), ("fsdp.yaml", "FSDP"),
@@ -66,14 +107,14 @@ def test_configs_load_with_accelerate(name, kind):
 
 def test_a_yaml_that_disagrees_is_refused_with_a_clear_message(monkeypatch):
     script = load_script()
-    args = script.parse_args(["--gradient_accumulation_steps", "4"])
+    training = script.training_keywords(script.parse_args(["--gradient_accumulation_steps", "4"]))
     monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
     monkeypatch.setenv("ACCELERATE_GRADIENT_ACCUMULATION_STEPS", "4")
-    monkeypatch.setenv("ACCELERATE_GRADIENT_CLIPPING", str(sft.RECIPE["max_grad_norm"]))
-    script.check_deepspeed_yaml(args)  # agrees: nothing happens
+    monkeypatch.setenv("ACCELERATE_GRADIENT_CLIPPING", str(sft.RECIPE["training"]["max_grad_norm"]))
+    script.check_deepspeed_yaml(training)  # agrees: nothing happens
     monkeypatch.setenv("ACCELERATE_GRADIENT_ACCUMULATION_STEPS", "8")
     with pytest.raises(FriendlyError, match="gradient_accumulation_steps: YAML 8, script 4"):
-        script.check_deepspeed_yaml(args)
+        script.check_deepspeed_yaml(training)
 
 
 COMMON = ["--model", "tiny", "--batch_size", "4", "--gradient_accumulation_steps", "1", "--learning_rate", "1e-2",
@@ -147,12 +188,17 @@ args.deepspeed_fields_from_accelerate_config = ",".join(
     list(defaults.deepspeed_config) + (["mixed_precision"] if from_config else []))
 _, env = prepare_deepspeed_cmd_env(args)
 os.environ.update({k: v for k, v in env.items() if k.startswith("ACCELERATE_")})
+import importlib.util
 from transformers.integrations.deepspeed import HfTrainerDeepSpeedConfig
 from helpers import runtime, sft
+spec = importlib.util.spec_from_file_location("train_sft", sys.argv[1] + "/scripts/train_sft.py")
+script = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(script)
 runtime.trainer_precision_kwargs = lambda: {"bf16": True, "fp16": False}   # the YAML's bf16, as on an H200
-for accumulation in (sft.RECIPE["gradient_accumulation_steps"], 2):
-    config = sft.training_config("/tmp/ds-check", batch_size=4, learning_rate=2e-4, max_length=512, eval_steps=50,
-                                 gradient_accumulation_steps=accumulation, reentrant=True)
+for accumulation in (sft.RECIPE["training"]["gradient_accumulation_steps"], 2):
+    training = script.training_keywords(script.parse_args(["--batch_size", "4",
+                                                           "--gradient_accumulation_steps", str(accumulation)]))
+    config = script.sft_config("/tmp/ds-check", training, sharded=True)
     checked = HfTrainerDeepSpeedConfig(config.deepspeed_plugin.hf_ds_config.config)
     checked.trainer_config_process(config)      # what the Trainer does before DeepSpeed starts
     print(accumulation, len(checked.mismatches), checked.config["gradient_clipping"], checked.config["train_batch_size"])
@@ -167,8 +213,8 @@ def test_the_trainer_accepts_the_deepspeed_yaml():
                           capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-3000:]
     lines = [line.split() for line in done.stdout.splitlines() if line[:1].isdigit()]
-    recipe = str(sft.RECIPE["gradient_accumulation_steps"])
-    assert lines[0] == [recipe, "0", str(sft.RECIPE["max_grad_norm"]), str(4 * int(recipe))], lines
+    recipe = str(sft.RECIPE["training"]["gradient_accumulation_steps"])
+    assert lines[0] == [recipe, "0", str(sft.RECIPE["training"]["max_grad_norm"]), str(4 * int(recipe))], lines
     assert lines[1][:2] == ["2", "1"], "a different accumulation must be reported as a mismatch"
 
 
