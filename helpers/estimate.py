@@ -28,6 +28,8 @@ How the figures are made (docs/estimator.md has the details and the error tables
 * Measurements on an H200 (bench/calibrate.py, results/calibration.json) set what tracing on a
   CPU cannot see: GPU/CPU activation ratios, the backward working set, allocator slack, the CUDA
   context, the step-time efficiency and per-layer overheads.
+* Each memory term has its own function (_weights_bytes, _optimizer_bytes, _activation_bytes,
+  _logits_bytes, ...); estimate() adds them up at the peak; time_terms() and step_time() time a step.
 """
 from __future__ import annotations
 
@@ -321,6 +323,244 @@ def _check_choice(what: str, value, choices) -> None:
         raise FriendlyError(f"Unknown {what} {value!r}; choose one of {', '.join(map(str, choices))}.")
 
 
+# --------------------------------------------------------------------------- memory terms
+# One function per term of a training step's memory, each in bytes; estimate() adds them up.
+def _weights_dtype(method: str, weights_dtype: str | None) -> str:
+    """How the base weights are held: 'nf4' under QLoRA, else `weights_dtype` (fp32 when not given)."""
+    return "nf4" if method == "qlora" else (weights_dtype or "fp32")
+
+
+def _adapter_bytes(facts: ModelFacts) -> int:
+    """The parameters the method adds (LoRA matrices, prompt encoders, copies of the head): fp32."""
+    return facts.added_params * 4
+
+
+def _weights_bytes(facts: ModelFacts, wdtype: str, double_quant: bool) -> dict:
+    """Weights on the GPU by kind and dtype (name -> bytes): the base model's, then the adapters.
+
+    QLoRA (wdtype 'nf4') quantises the blocks' linear layers; prepare_model_for_kbit_training
+    leaves everything else in fp32."""
+    if wdtype == "nf4":
+        parts = {"weights (NF4, blocks' linear layers)": facts.quantized_params * NF4_BITS[double_quant] / 8,
+                 "weights (fp32: embeddings, head, norms)": (facts.base_params - facts.quantized_params) * 4}
+    else:
+        parts = {f"weights ({wdtype})": facts.base_params * BYTES[wdtype]}
+    if facts.added_params:
+        parts["trainable adapters (fp32)"] = _adapter_bytes(facts)
+    return parts
+
+
+def _trainable_bytes(facts: ModelFacts, wdtype: str) -> int:
+    """Bytes of one trainable parameter, and of its gradient: adapters are fp32, trained weights keep their dtype."""
+    return 4 if (facts.added_params or wdtype in ("fp32", "nf4")) else BYTES[wdtype]
+
+
+def _gradient_bytes(facts: ModelFacts, trainable_bytes: int) -> int:
+    """Gradients of every trainable parameter (what the optimizer step holds)."""
+    return facts.trainable_params * trainable_bytes
+
+
+def _weight_gradient_bytes(facts: ModelFacts, method: str, trainable_bytes: int) -> tuple:
+    """(head, blocks): gradients of the model's own weights where they train (full, frozen), else none."""
+    trains_weights = method in ("full", "frozen")
+    head = facts.head_params * trainable_bytes if trains_weights else 0.0
+    blocks = facts.block_params * trainable_bytes * (_saving_blocks(facts, method) if trains_weights else 0)
+    return head, blocks
+
+
+def _optimizer_state_bytes(sizes, optimizer: str, param_bytes: int) -> float:
+    """Optimizer state of parameters of these sizes (numel), as the optimizer keeps it."""
+    opt = OPTIMIZERS[optimizer]
+    if opt["eight_bit"]:
+        return sum(n * ADAM8_BYTES if n >= ADAM8_MIN_SIZE else n * 8 for n in sizes)
+    # torch keeps Adam's two moments in the parameter's dtype; bitsandbytes 32-bit in fp32
+    per = opt["state"] * (param_bytes / 4 if not opt["paged"] else 1)
+    return sum(sizes) * per
+
+
+def _optimizer_bytes(facts: ModelFacts, optimizer: str, trainable_bytes: int) -> tuple:
+    """(in PyTorch's allocator, paged): the optimizer state of the trainable parameters.
+
+    Paged state lives outside PyTorch's allocator, where only NVML sees it."""
+    state = _optimizer_state_bytes(facts.trainable_sizes, optimizer, trainable_bytes)
+    if OPTIMIZERS[optimizer]["eight_bit"]:  # Trainer registers nn.Embedding weights for 32-bit state with bitsandbytes
+        state += facts.trainable_embedding_params * (8 - ADAM8_BYTES)
+    return (0.0, state) if OPTIMIZERS[optimizer]["paged"] else (state, 0.0)
+
+
+def _optimizer_temporaries_bytes(facts: ModelFacts, optimizer: str) -> int:
+    """Temporaries of a foreach optimizer step (a list the size of the trainable parameters)."""
+    return facts.trainable_params * OPTIMIZERS[optimizer]["temp"]
+
+
+def _sequence_lengths(method: str, seq_len: int, num_virtual_tokens: int) -> tuple:
+    """(queries, keys/values) per sequence: prompt and p-tuning prepend virtual tokens to the
+    input, prefix tuning adds them to the keys and values only."""
+    extra_tokens = num_virtual_tokens if method in ("prompt", "ptuning") else 0
+    kv_extra = num_virtual_tokens if method == "prefix" else 0
+    return seq_len + extra_tokens, seq_len + extra_tokens + kv_extra
+
+
+def _saving_blocks(facts: ModelFacts, method: str) -> int:
+    """Blocks that keep activations for the backward: the trained ones under `frozen`, else all."""
+    return facts.trainable_blocks if method == "frozen" else facts.layers
+
+
+def _activation_regime(method: str, precision: str, wdtype: str) -> tuple:
+    """(row of ACTIVATION_COEFFS, column of CALIBRATION['lora_bytes']) for this recipe."""
+    if wdtype == "nf4":
+        return "qlora-amp", "amp"
+    kind = "amp" if (precision != "fp32" and wdtype == "fp32") else ("fp32" if wdtype == "fp32" else "bf16")
+    trained = "full" if method in ("full", "frozen") else "frozen"
+    return f"{trained}-{kind}", kind
+
+
+def _attention_probs_coeff(facts: ModelFacts, on_gpu: bool) -> float:
+    """Bytes kept per attention probability: eager attention (BLOOM) keeps them everywhere, sdpa
+    keeps them only in its CPU math kernel with attention dropout (RoBERTa)."""
+    if not on_gpu and facts.family == "roberta" and facts.attention_dropout > 0:
+        return CPU_ATTENTION_PROBS_BYTES
+    return ATTENTION_PROBS_BYTES.get(facts.family, 0.0)
+
+
+def _block_activation_bytes(facts: ModelFacts, method: str, precision: str, wdtype: str, tokens: int,
+                            s_kv: int, c_att: float) -> float:
+    """What autograd keeps for one block's backward, for `tokens` tokens (0 when no block trains)."""
+    if not _saving_blocks(facts, method):
+        return 0.0
+    cal = CALIBRATION
+    regime, kind = _activation_regime(method, precision, wdtype)
+    c_h, c_i = ACTIVATION_COEFFS.get(facts.family, ACTIVATION_COEFFS["phi3"])[regime]
+    block = cal["activation_scale"].get(facts.family, 1.0) * tokens * (c_h * facts.hidden + c_i * facts.intermediate)
+    block += tokens * facts.heads * s_kv * c_att
+    block += tokens * cal["lora_bytes"][kind] * facts.adapted_inputs_per_block
+    if precision != "fp32" and wdtype == "fp32":  # autocast keeps a 16-bit copy of each fp32 weight it multiplies
+        block += 2 * facts.block_linear_params
+    return block
+
+
+def _activation_bytes(facts: ModelFacts, method: str, block: float, tokens: int, wdtype: str,
+                      checkpointing: bool) -> tuple:
+    """(kept through the forward, of the block being recomputed): the activations of every saving block.
+
+    With gradient checkpointing each block keeps only its input, in the residual stream's dtype,
+    and one block at a time is recomputed during the backward."""
+    blocks = _saving_blocks(facts, method)
+    if checkpointing:
+        stream_bytes = 4 if wdtype in ("fp32", "nf4") else 2
+        return blocks * tokens * facts.hidden * stream_bytes, block
+    return blocks * block, 0.0
+
+
+def _backward_working_bytes(facts: ModelFacts, block: float) -> float:
+    """The working set of one block's backward, in multiples of its saved activations (calibrated)."""
+    beta = CALIBRATION["backward_factor"]
+    return beta.get(facts.family, beta["default"]) * block
+
+
+def _logits_bytes(facts: ModelFacts, micro_batch: int, seq_len: int) -> float:
+    """Causal LM: the logits over the vocabulary, their fp32 copy, log-softmax and their gradients."""
+    return micro_batch * seq_len * facts.vocab * CALIBRATION["logits_bytes"] if facts.task == "causal-lm" else 0.0
+
+
+def _head_copy_bytes(facts: ModelFacts, precision: str, wdtype: str) -> float:
+    """Causal LM under autocast: the 16-bit copy of the fp32 output head (vocab x hidden) autocast makes."""
+    amp = precision != "fp32"
+    return 2 * facts.head_params if (amp and facts.task == "causal-lm" and wdtype in ("fp32", "nf4")) else 0.0
+
+
+def _dequantised_weight_bytes(facts: ModelFacts, method: str, precision: str) -> float:
+    """QLoRA: bitsandbytes dequantises one weight to bf16 at a time; fp16 autocast casts it once more."""
+    if method != "qlora":
+        return 0.0
+    return 2 * facts.largest_linear * (2 if precision == "fp16" else 1)
+
+
+def _prefix_cache_bytes(facts: ModelFacts, method: str, micro_batch: int, s_kv: int) -> float:
+    """Prefix tuning: the forward returns every layer's keys and values, prefix included, in fp32
+    (the concatenation with the fp32 prefix promotes them); the cache lives until the loss is taken."""
+    if method != "prefix":
+        return 0.0
+    return _saving_blocks(facts, method) * 2 * micro_batch * s_kv * facts.hidden * 4
+
+
+@dataclass
+class _Memory:
+    """The memory terms of one training step, in bytes (each made by its function above)."""
+
+    weights: dict  # name -> bytes
+    optimizer_state: float  # in PyTorch's allocator
+    optimizer_state_paged: float
+    gradients: float  # of every trainable parameter
+    head_gradients: float  # of the model's own weights, where they train
+    block_gradients: float
+    early_gradients: float  # present when the backward starts: the adapters' (or the head's)
+    activations: float  # kept through the forward
+    block_activations: float  # one block's
+    recomputed_block: float  # gradient checkpointing: one block's, recomputed
+    backward_working_set: float
+    prefix_cache: float
+    logits: float
+    head_copy: float
+    dequantised_weight: float
+    optimizer_temporaries: float
+
+    def phases(self, method: str) -> dict:
+        """Bytes beyond the weights and the optimizer state at each phase of a step where a peak can be.
+
+        At the start of the backward every activation is kept and the head's backward (logits,
+        loss) or a block's backward (working set, a dequantised weight) runs on top. Where weights
+        train (full, frozen) gradients grow as activations are freed: at the end of the blocks the
+        gradients of every block are there with one block's activations. The optimizer step holds
+        all gradients (+ foreach temporaries)."""
+        start = (self.activations + self.prefix_cache
+                 + max(self.logits + self.head_copy, self.block_backward()) + self.early_gradients)
+        end = (self.block_activations + self.backward_working_set + self.dequantised_weight
+               + self.block_gradients + self.head_gradients) if method in ("full", "frozen") else 0.0
+        step = self.gradients + self.optimizer_temporaries
+        return {"backward (start)": start, "backward (end)": end, "optimizer step": step}
+
+    def block_backward(self) -> float:
+        """What one block's backward adds: its recomputed activations, working set, dequantised weight."""
+        return self.recomputed_block + self.backward_working_set + self.dequantised_weight
+
+
+def _peak(phases: dict) -> tuple:
+    """(phase, bytes) of the largest phase (a tie goes to the name that sorts last)."""
+    phase = max((v, k) for k, v in phases.items())[1]
+    return phase, max(phases.values())
+
+
+def _allocator_slack_bytes(facts: ModelFacts, method: str, m: _Memory, micro_batch: int, s_q: int, s_kv: int,
+                           c_att: float, trainable_bytes: int) -> float:
+    """PyTorch's reserved less allocated memory at the peak: a calibrated base, more for a causal
+    LM's large short-lived tensors, and a share of the largest transient tensors."""
+    cal = CALIBRATION
+    trains_weights = method in ("full", "frozen")
+    largest_grad = max(facts.trainable_sizes, default=0) * trainable_bytes if trains_weights else 0.0
+    attention_probs = micro_batch * facts.heads * s_q * s_kv * c_att  # one eager block's probabilities
+    slack = (cal["slack_gib"] + (cal["slack_causal_lm_gib"] if facts.task == "causal-lm" else 0.0)) * GIB
+    slack += (cal["slack_per_large_grad"] * largest_grad + cal["slack_per_attention"] * attention_probs
+              + cal["slack_per_cache"] * m.prefix_cache + cal["slack_per_step_temp"] * m.optimizer_temporaries)
+    return slack
+
+
+def _cuda_context_bytes(gpu_spec, method: str, optimizer: str) -> float:
+    """The CUDA context, cuBLAS workspaces and kernels (+ bitsandbytes' library); none without a GPU."""
+    if gpu_spec is None:
+        return 0.0
+    opt = OPTIMIZERS[optimizer]
+    context = CALIBRATION["context_gib"] * GIB
+    if method == "qlora" or opt["eight_bit"] or opt["paged"]:
+        context += CALIBRATION["bnb_context_gib"] * GIB
+    return context
+
+
+def _driver_reserved_bytes(gpu_spec) -> float:
+    """What the driver keeps on an idle GPU: NVML counts it as used; none without a GPU."""
+    return 0.0 if gpu_spec is None else CALIBRATION["driver_reserved_gib"] * GIB
+
+
 # --------------------------------------------------------------------------- the estimate
 @dataclass
 class Estimate:
@@ -427,20 +667,9 @@ class Estimate:
         return self.table()
 
 
-def estimate(model, *, task="causal-lm", num_labels=2, method="full", lora_r=8, lora_targets=None,
-             trainable_blocks=None, num_virtual_tokens=20, optimizer="adamw", precision="bf16",
-             weights_dtype=None, double_quant=True, gradient_checkpointing=False, micro_batch=1,
-             seq_len=512, grad_accum=1, gpu=None) -> Estimate:
-    """Estimate peak memory (allocated, reserved, device-used) and step time of a training run.
-
-    model: a hub id with an offline config (helpers.tiny.FULL_CONFIGS), a local checkpoint
-    folder or a transformers config. method: full | frozen (train the last `trainable_blocks`)
-    | lora | qlora | prompt | ptuning | prefix. precision: the Trainer's mixed precision
-    (fp16/bf16 = autocast over fp32 weights) or fp32. weights_dtype: the dtype the weights are
-    loaded in (default fp32; QLoRA: NF4 blocks, the rest fp32 after prepare_model_for_kbit_training).
-    gpu: a name from helpers.gpus (None: no CUDA context and no step time, e.g. a CPU run).
-    step_time_s is the time of one optimizer step (grad_accum micro-batches).
-    """
+def _check_recipe(method, optimizer, precision, weights_dtype, micro_batch, seq_len, grad_accum,
+                  gradient_checkpointing) -> None:
+    """Refuse choices estimate() does not know and recipes that cannot train."""
     _check_choice("optimizer", optimizer, OPTIMIZERS)
     _check_choice("precision", precision, PRECISIONS)
     if weights_dtype is not None:
@@ -455,198 +684,166 @@ def estimate(model, *, task="causal-lm", num_labels=2, method="full", lora_r=8, 
         raise FriendlyError("Prefix tuning does not work with gradient checkpointing: peft refuses it, and "
                             "when checkpointing is switched on later the prefix receives no gradient. "
                             "Turn gradient checkpointing off (or use prompt tuning / LoRA).")
-    gpu_spec = _gpus.get(gpu) if gpu is not None else None
-    facts = model_facts(model, task=task, num_labels=num_labels, method=method, lora_r=lora_r,
-                        lora_targets=lora_targets, trainable_blocks=trainable_blocks,
-                        num_virtual_tokens=num_virtual_tokens)
-    cal = CALIBRATION
-    opt = OPTIMIZERS[optimizer]
-    notes = []
-    wdtype = weights_dtype or "fp32"
-    amp = precision != "fp32"
-    qlora = method == "qlora"
 
-    # ---- static: weights, adapters, optimizer state -----------------------------------------
-    parts = {}  # bytes
-    if qlora:
-        parts["weights (NF4, blocks' linear layers)"] = facts.quantized_params * NF4_BITS[double_quant] / 8
-        parts["weights (fp32: embeddings, head, norms)"] = (facts.base_params - facts.quantized_params) * 4
-        if wdtype != "fp32":
-            notes.append("QLoRA: weights outside the NF4 layers are counted in fp32, as "
-                         "prepare_model_for_kbit_training leaves them.")
-        wdtype = "nf4"
-    else:
-        parts[f"weights ({wdtype})"] = facts.base_params * BYTES[wdtype]
-    trainable_bytes = 4 if (facts.added_params or wdtype in ("fp32", "nf4")) else BYTES[wdtype]
-    if facts.added_params:
-        parts["trainable adapters (fp32)"] = facts.added_params * 4
-    grads = facts.trainable_params * trainable_bytes
-    state = _optimizer_state_bytes(facts.trainable_sizes, optimizer, trainable_bytes)
-    if opt["eight_bit"]:  # Trainer registers nn.Embedding weights for 32-bit state with bitsandbytes
-        state += facts.trainable_embedding_params * (8 - ADAM8_BYTES)
-    if opt["paged"]:
-        paged_state = state
-        torch_state = 0.0
-    else:
-        paged_state = 0.0
-        torch_state = state
 
-    # ---- activations -------------------------------------------------------------------------
-    b, s = micro_batch, seq_len
-    extra_tokens = num_virtual_tokens if method in ("prompt", "ptuning") else 0
-    kv_extra = num_virtual_tokens if method == "prefix" else 0
-    s_q, s_kv = s + extra_tokens, s + extra_tokens + kv_extra
-    t = b * s_q
-    if qlora:
-        regime, act_kind = "qlora-amp", "amp"
-    else:
-        act_kind = "amp" if (amp and wdtype == "fp32") else ("fp32" if wdtype == "fp32" else "bf16")
-        kind = "full" if method in ("full", "frozen") else "frozen"
-        regime = f"{kind}-{act_kind}"
-    coeffs = ACTIVATION_COEFFS.get(facts.family, ACTIVATION_COEFFS["phi3"])
-    c_h, c_i = coeffs[regime]
-    c_att = ATTENTION_PROBS_BYTES.get(facts.family, 0.0)
-    if gpu_spec is None and facts.family == "roberta" and facts.attention_dropout > 0:
-        c_att = CPU_ATTENTION_PROBS_BYTES
-    # one block's saved activations (bytes)
-    block = cal["activation_scale"].get(facts.family, 1.0) * t * (c_h * facts.hidden + c_i * facts.intermediate)
-    block += t * facts.heads * s_kv * c_att
-    block += t * cal["lora_bytes"]["amp" if qlora else act_kind] * facts.adapted_inputs_per_block
-    if amp and wdtype == "fp32":  # autocast keeps a 16-bit copy of each fp32 weight it multiplies
-        block += 2 * facts.block_linear_params
-    blocks_saving = facts.trainable_blocks if method == "frozen" else facts.layers
-    stream_bytes = 4 if (wdtype in ("fp32", "nf4")) else 2  # dtype of the residual stream
-    if not blocks_saving:
-        block = 0.0
-    if gradient_checkpointing:  # each block's input; one block at a time is recomputed
-        activations = blocks_saving * t * facts.hidden * stream_bytes
-        recomputed = block
-    else:
-        activations = blocks_saving * block
-        recomputed = 0.0
-    beta = cal["backward_factor"].get(facts.family, cal["backward_factor"]["default"])
-    working = beta * block
-    logits = b * s * facts.vocab * cal["logits_bytes"] if task == "causal-lm" else 0.0
-    head_copy = 2 * facts.head_params if (amp and task == "causal-lm" and wdtype in ("fp32", "nf4")) else 0.0
-    dequant = 0.0
-    if qlora:
-        # bitsandbytes dequantises one weight to bf16 at a time; under fp16 autocast it is cast again
-        dequant = 2 * facts.largest_linear * (2 if precision == "fp16" else 1)
-    step_temp = facts.trainable_params * opt["temp"]
-
-    # ---- the peak: the start of the backward pass, its end, or the optimizer step -------------
-    # At the start every activation is kept and the head's backward (logits, loss) or a block's
-    # backward (working set, a dequantised weight) runs on top. Where weights train (full,
-    # frozen) gradients grow as activations are freed: at the end of the blocks the gradients
-    # of every block are there with one block's activations. The optimizer step holds all
-    # gradients (+ foreach temporaries).
-    head_grads = facts.head_params * trainable_bytes if method in ("full", "frozen") else 0.0
-    block_grads = facts.block_params * trainable_bytes * (blocks_saving if method in ("full", "frozen") else 0)
-    small_grads = grads if facts.added_params else head_grads
-    # prefix tuning: the forward returns a cache of every layer's keys and values, prefix included,
-    # promoted to fp32 by the concatenation with the fp32 prefix; it lives until the loss is taken
-    cache = blocks_saving * 2 * b * s_kv * facts.hidden * 4 if method == "prefix" else 0.0
-    start = activations + cache + max(logits + head_copy, recomputed + working + dequant) + small_grads
-    end = block + working + dequant + block_grads + head_grads if method in ("full", "frozen") else 0.0
-    step = grads + step_temp
-    phase = max((start, "backward (start)"), (end, "backward (end)"), (step, "optimizer step"))[1]
-    dynamic = max(start, end, step)
-
-    weights_total = sum(parts.values())
-    peak_alloc = weights_total + torch_state + dynamic
-    largest_grad = max(facts.trainable_sizes, default=0) * trainable_bytes if method in ("full", "frozen") else 0.0
-    attention_probs = b * facts.heads * s_q * s_kv * c_att  # one eager block's probabilities
-    slack = (cal["slack_gib"] + (cal["slack_causal_lm_gib"] if task == "causal-lm" else 0.0)) * GIB
-    slack += (cal["slack_per_large_grad"] * largest_grad + cal["slack_per_attention"] * attention_probs
-              + cal["slack_per_cache"] * cache + cal["slack_per_step_temp"] * step_temp)
-    peak_reserved = peak_alloc + slack
-    driver = context = 0.0
-    if gpu_spec is not None:
-        driver = cal["driver_reserved_gib"] * GIB
-        context = cal["context_gib"] * GIB
-        if qlora or opt["eight_bit"] or opt["paged"]:
-            context += cal["bnb_context_gib"] * GIB
-    peak_device = peak_reserved + context + driver + paged_state
-
-    breakdown = {name: v / GIB for name, v in parts.items()}
-    if torch_state:
-        breakdown[f"optimizer state ({optimizer})"] = torch_state / GIB
+def _breakdown(m: _Memory, phase: str, optimizer: str, checkpointing: bool, slack: float, context: float,
+               driver: float) -> dict:
+    """What the peak is made of, name -> GiB, in the order the table shows it."""
+    breakdown = {name: v / GIB for name, v in m.weights.items()}
+    if m.optimizer_state:
+        breakdown[f"optimizer state ({optimizer})"] = m.optimizer_state / GIB
     if phase == "backward (start)":
-        if small_grads:
-            breakdown["gradients"] = small_grads / GIB
-        breakdown["activations" + (" (block inputs, checkpointed)" if gradient_checkpointing else "")] = activations / GIB
-        if cache:
-            breakdown["prefix keys/values cache (fp32, all layers)"] = cache / GIB
-        if logits + head_copy >= recomputed + working + dequant:
-            if logits:
-                breakdown["logits and loss"] = logits / GIB
-            if head_copy:
-                breakdown["16-bit copy of the output head (autocast)"] = head_copy / GIB
+        if m.early_gradients:
+            breakdown["gradients"] = m.early_gradients / GIB
+        breakdown["activations" + (" (block inputs, checkpointed)" if checkpointing else "")] = m.activations / GIB
+        if m.prefix_cache:
+            breakdown["prefix keys/values cache (fp32, all layers)"] = m.prefix_cache / GIB
+        if m.logits + m.head_copy >= m.block_backward():
+            if m.logits:
+                breakdown["logits and loss"] = m.logits / GIB
+            if m.head_copy:
+                breakdown["16-bit copy of the output head (autocast)"] = m.head_copy / GIB
         else:
-            if recomputed:
-                breakdown["activations of the recomputed block"] = recomputed / GIB
-            breakdown["backward working set (one block)"] = working / GIB
-            if dequant:
-                breakdown["dequantised 4-bit weight (transient)"] = dequant / GIB
+            if m.recomputed_block:
+                breakdown["activations of the recomputed block"] = m.recomputed_block / GIB
+            breakdown["backward working set (one block)"] = m.backward_working_set / GIB
+            if m.dequantised_weight:
+                breakdown["dequantised 4-bit weight (transient)"] = m.dequantised_weight / GIB
     elif phase == "backward (end)":
-        breakdown["gradients (blocks and head)"] = (block_grads + head_grads) / GIB
-        breakdown["activations and working set (one block)"] = (block + working + dequant) / GIB
+        breakdown["gradients (blocks and head)"] = (m.block_gradients + m.head_gradients) / GIB
+        breakdown["activations and working set (one block)"] = (
+            m.block_activations + m.backward_working_set + m.dequantised_weight) / GIB
     else:
-        breakdown["gradients"] = grads / GIB
-        if step_temp:
-            breakdown["optimizer step temporaries"] = step_temp / GIB
-        notes.append("the peak is at the optimizer step: gradients and optimizer temporaries outweigh activations")
+        breakdown["gradients"] = m.gradients / GIB
+        if m.optimizer_temporaries:
+            breakdown["optimizer step temporaries"] = m.optimizer_temporaries / GIB
     breakdown["allocator slack (reserved - allocated)"] = slack / GIB
-    if paged_state:
-        breakdown["optimizer state (paged: outside PyTorch)"] = paged_state / GIB
+    if m.optimizer_state_paged:
+        breakdown["optimizer state (paged: outside PyTorch)"] = m.optimizer_state_paged / GIB
     if context:
         breakdown["CUDA context and kernels"] = context / GIB
     if driver:
         breakdown["driver-reserved memory (NVML counts it)"] = driver / GIB
+    return breakdown
 
-    seconds = tokens_per_s = terms = None
+
+def _components(m: _Memory, slack: float, context: float, driver: float) -> dict:
+    """Every memory term in GiB, whether or not it is part of the peak."""
+    return {k: v / GIB for k, v in dict(
+        weights=sum(m.weights.values()), gradients=m.gradients, optimizer_state=m.optimizer_state,
+        optimizer_state_paged=m.optimizer_state_paged, activations=m.activations,
+        block_activations=m.block_activations, backward_working_set=m.backward_working_set,
+        prefix_cache=m.prefix_cache, logits=m.logits, head_copy=m.head_copy,
+        dequantised_weight=m.dequantised_weight, optimizer_temporaries=m.optimizer_temporaries,
+        allocator_slack=slack, cuda_context=context, driver_reserved=driver).items()}
+
+
+def _step_time(facts: ModelFacts, gpu_spec, method: str, optimizer: str, micro_batch: int, s_q: int,
+               seq_len: int, checkpointing: bool, precision: str, grad_accum: int, trainable_bytes: int) -> tuple:
+    """(seconds per optimizer step, tokens per second, time_terms); all None without a GPU."""
+    if gpu_spec is None:
+        return None, None, None
+    terms = time_terms(facts, gpu_spec, method, optimizer, micro_batch, s_q, checkpointing, precision,
+                       grad_accum, trainable_bytes)
+    seconds = step_time(terms)
+    return seconds, grad_accum * micro_batch * seq_len / seconds, terms  # the data's tokens, not virtual ones
+
+
+def _notes(method: str, weights_dtype: str | None, phase: str, gpu_spec, precision: str) -> list:
+    """Caveats worth printing with the estimate."""
+    notes = []
+    if method == "qlora" and (weights_dtype or "fp32") != "fp32":
+        notes.append("QLoRA: weights outside the NF4 layers are counted in fp32, as "
+                     "prepare_model_for_kbit_training leaves them.")
+    if phase == "optimizer step":
+        notes.append("the peak is at the optimizer step: gradients and optimizer temporaries outweigh activations")
     if gpu_spec is not None:
-        terms = time_terms(facts, gpu_spec, method, optimizer, b, s_q, gradient_checkpointing, precision,
-                           grad_accum, trainable_bytes)
-        seconds = step_time(terms)
-        tokens_per_s = grad_accum * b * s / seconds
         if gpu_spec.name != CALIBRATION["gpu"]:
             notes.append(f"time on {gpu_spec.name} is extrapolated from the {CALIBRATION['gpu']} calibration: its "
                          "datasheet throughput and bandwidth, the H200 host's per-layer overheads; memory "
                          "includes the H200's driver reservation and context")
         if precision == "bf16" and not gpu_spec.bf16:
             notes.append(f"{gpu_spec.name} has no native bf16: use fp16 there (bf16 would be emulated).")
+    return notes
 
-    inputs = dict(model=facts.name, task=task, num_labels=num_labels if task == "seq-cls" else None,
-                  method=method, lora_r=lora_r if method in ("lora", "qlora") else None,
-                  lora_targets=(list(lora_targets) if isinstance(lora_targets, (list, tuple)) else lora_targets)
-                  if method in ("lora", "qlora") else None,
-                  trainable_blocks=facts.trainable_blocks if method == "frozen" else None,
-                  num_virtual_tokens=num_virtual_tokens if method in ("prompt", "ptuning", "prefix") else None,
-                  optimizer=optimizer, precision=precision, weights_dtype=wdtype,
-                  gradient_checkpointing=bool(gradient_checkpointing), micro_batch=int(micro_batch),
-                  seq_len=int(seq_len), grad_accum=int(grad_accum), phase_at_peak=phase)
+
+def _inputs(facts: ModelFacts, wdtype: str, phase: str, *, task, num_labels, method, lora_r, lora_targets,
+            num_virtual_tokens, optimizer, precision, gradient_checkpointing, micro_batch, seq_len,
+            grad_accum) -> dict:
+    """The recipe as estimated, with the arguments its method ignores set to None."""
+    lora = method in ("lora", "qlora")
+    return dict(model=facts.name, task=task, num_labels=num_labels if task == "seq-cls" else None,
+                method=method, lora_r=lora_r if lora else None,
+                lora_targets=(list(lora_targets) if isinstance(lora_targets, (list, tuple)) else lora_targets)
+                if lora else None,
+                trainable_blocks=facts.trainable_blocks if method == "frozen" else None,
+                num_virtual_tokens=num_virtual_tokens if method in ("prompt", "ptuning", "prefix") else None,
+                optimizer=optimizer, precision=precision, weights_dtype=wdtype,
+                gradient_checkpointing=bool(gradient_checkpointing), micro_batch=int(micro_batch),
+                seq_len=int(seq_len), grad_accum=int(grad_accum), phase_at_peak=phase)
+
+
+def estimate(model, *, task="causal-lm", num_labels=2, method="full", lora_r=8, lora_targets=None,
+             trainable_blocks=None, num_virtual_tokens=20, optimizer="adamw", precision="bf16",
+             weights_dtype=None, double_quant=True, gradient_checkpointing=False, micro_batch=1,
+             seq_len=512, grad_accum=1, gpu=None) -> Estimate:
+    """Estimate peak memory (allocated, reserved, device-used) and step time of a training run.
+
+    model: a hub id with an offline config (helpers.tiny.FULL_CONFIGS), a local checkpoint
+    folder or a transformers config. method: full | frozen (train the last `trainable_blocks`)
+    | lora | qlora | prompt | ptuning | prefix. precision: the Trainer's mixed precision
+    (fp16/bf16 = autocast over fp32 weights) or fp32. weights_dtype: the dtype the weights are
+    loaded in (default fp32; QLoRA: NF4 blocks, the rest fp32 after prepare_model_for_kbit_training).
+    gpu: a name from helpers.gpus (None: no CUDA context and no step time, e.g. a CPU run).
+    step_time_s is the time of one optimizer step (grad_accum micro-batches).
+    """
+    _check_recipe(method, optimizer, precision, weights_dtype, micro_batch, seq_len, grad_accum,
+                  gradient_checkpointing)
+    gpu_spec = _gpus.get(gpu) if gpu is not None else None
+    facts = model_facts(model, task=task, num_labels=num_labels, method=method, lora_r=lora_r,
+                        lora_targets=lora_targets, trainable_blocks=trainable_blocks,
+                        num_virtual_tokens=num_virtual_tokens)
+    wdtype = _weights_dtype(method, weights_dtype)
+    trainable_bytes = _trainable_bytes(facts, wdtype)
+    b, s = micro_batch, seq_len
+    s_q, s_kv = _sequence_lengths(method, s, num_virtual_tokens)
+    c_att = _attention_probs_coeff(facts, on_gpu=gpu_spec is not None)
+    block = _block_activation_bytes(facts, method, precision, wdtype, b * s_q, s_kv, c_att)
+    activations, recomputed = _activation_bytes(facts, method, block, b * s_q, wdtype, gradient_checkpointing)
+    state, paged_state = _optimizer_bytes(facts, optimizer, trainable_bytes)
+    grads = _gradient_bytes(facts, trainable_bytes)
+    head_grads, block_grads = _weight_gradient_bytes(facts, method, trainable_bytes)
+    m = _Memory(weights=_weights_bytes(facts, wdtype, double_quant),
+                optimizer_state=state, optimizer_state_paged=paged_state,
+                gradients=grads, head_gradients=head_grads, block_gradients=block_grads,
+                early_gradients=grads if facts.added_params else head_grads,
+                activations=activations, block_activations=block, recomputed_block=recomputed,
+                backward_working_set=_backward_working_bytes(facts, block),
+                prefix_cache=_prefix_cache_bytes(facts, method, b, s_kv),
+                logits=_logits_bytes(facts, b, s),
+                head_copy=_head_copy_bytes(facts, precision, wdtype),
+                dequantised_weight=_dequantised_weight_bytes(facts, method, precision),
+                optimizer_temporaries=_optimizer_temporaries_bytes(facts, optimizer))
+    phase, dynamic = _peak(m.phases(method))
+    slack = _allocator_slack_bytes(facts, method, m, b, s_q, s_kv, c_att, trainable_bytes)
+    context, driver = _cuda_context_bytes(gpu_spec, method, optimizer), _driver_reserved_bytes(gpu_spec)
+    peak_alloc = sum(m.weights.values()) + m.optimizer_state + dynamic
+    peak_reserved = peak_alloc + slack
+    peak_device = peak_reserved + context + driver + m.optimizer_state_paged
+    seconds, tokens_per_s, terms = _step_time(facts, gpu_spec, method, optimizer, b, s_q, s, gradient_checkpointing,
+                                              precision, grad_accum, trainable_bytes)
+    inputs = _inputs(facts, wdtype, phase, task=task, num_labels=num_labels, method=method, lora_r=lora_r,
+                     lora_targets=lora_targets, num_virtual_tokens=num_virtual_tokens, optimizer=optimizer,
+                     precision=precision, gradient_checkpointing=gradient_checkpointing,
+                     micro_batch=micro_batch, seq_len=seq_len, grad_accum=grad_accum)
     return Estimate(
         peak_allocated_gib=peak_alloc / GIB, peak_reserved_gib=peak_reserved / GIB,
-        peak_device_gib=peak_device / GIB, step_time_s=seconds, breakdown=breakdown,
+        peak_device_gib=peak_device / GIB, step_time_s=seconds,
+        breakdown=_breakdown(m, phase, optimizer, gradient_checkpointing, slack, context, driver),
         trainable_params=facts.trainable_params, total_params=facts.total_params, inputs=inputs,
-        notes=notes, gpu=gpu_spec.name if gpu_spec else None,
+        notes=_notes(method, weights_dtype, phase, gpu_spec, precision), gpu=gpu_spec.name if gpu_spec else None,
         usable_gib=gpu_spec.usable_gib if gpu_spec else None, tokens_per_s=tokens_per_s, time_terms=terms,
-        components={k: v / GIB for k, v in dict(
-            weights=weights_total, gradients=grads, optimizer_state=torch_state, optimizer_state_paged=paged_state,
-            activations=activations, block_activations=block, backward_working_set=working, prefix_cache=cache,
-            logits=logits, head_copy=head_copy, dequantised_weight=dequant, optimizer_temporaries=step_temp,
-            allocator_slack=slack, cuda_context=context, driver_reserved=driver).items()},
-    )
-
-
-def _optimizer_state_bytes(sizes, optimizer: str, param_bytes: int) -> float:
-    opt = OPTIMIZERS[optimizer]
-    if opt["eight_bit"]:
-        return sum(n * ADAM8_BYTES if n >= ADAM8_MIN_SIZE else n * 8 for n in sizes)
-    # torch keeps Adam's two moments in the parameter's dtype; bitsandbytes 32-bit in fp32
-    per = opt["state"] * (param_bytes / 4 if not opt["paged"] else 1)
-    return sum(sizes) * per
+        components=_components(m, slack, context, driver))
 
 
 def time_terms(facts: ModelFacts, gpu, method: str, optimizer: str, b: int, s: int, checkpointing: bool,
