@@ -1,59 +1,175 @@
-"""Shared by the resume tests of notebooks 01-03 (one test file per notebook, so pytest-xdist spreads them).
+"""Shared by the resume tests (one test file per notebook, so pytest-xdist spreads them).
 
-Each notebook runs in smoke on the CPU in a fresh kernel (conftest.execute_notebook):
-* NB_FAULT=disconnect@N stops it like a Colab disconnect right after the checkpoint of step N; run again
-  with the same environment, it resumes from that checkpoint and finishes (02 trains two recipes, so the
-  fault fires once in each: three runs). The finished record must carry the very weights (hash of the
-  trainable weights, exact on a CPU) and the learned figures of a run that was never interrupted.
-* NB_FAULT=oom@1 raises PyTorch's out-of-memory error at the first training step; the notebook must stop
-  with OutOfMemoryAdvice: the recipe's estimate (micro-batch, accumulation, checkpointing, 4-bit or not) and
-  fixes with numbers.
+Every notebook runs in smoke on the CPU in a fresh kernel (conftest.execute_notebook).
+
+Resuming: the notebook runs once uninterrupted while `CheckpointCopies` keeps a copy of every checkpoint it
+completes (the notebooks delete their checkpoints once a run is finished and saved). `stopped_after(step)` then
+fills a checkpoint folder with what a run stopped right after the checkpoint of that (late) step leaves there,
+and the notebook runs again on it. It must say that it resumes from that step, its record must say which run
+resumed (resumed_from), and it must end with the very weights (hash of the trainable weights, exact on a CPU)
+and the learned figures of the uninterrupted run. Two runs, not three (cut short, resumed, uninterrupted to
+compare with), and the second trains only the tail.
+
+NB_FAULT=oom@1 raises PyTorch's out-of-memory error at the first training step; the notebook must stop with
+OutOfMemoryAdvice: the recipe's estimate (micro-batch, accumulation, checkpointing, 4-bit or not) and fixes with
+numbers. NB_FAULT=disconnect@N (a Colab disconnect right after the checkpoint of step N) is left to one cheap run
+each in 04 and 05, whose own code handles the fault (04's loop raises it, 05's loop of runs must let it through).
 """
 import json
+import os
 import re
+import shutil
+import threading
 from pathlib import Path
 
 from conftest import execute_notebook
 
+from helpers.checkpoints import IDENTITY_FILE
+
 ROOT = Path(__file__).resolve().parent.parent
 LEARNED = ("loss", "accuracy", "f1", "precision", "recall", "exact_match", "weights_fingerprint")
+TRAINER_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")     # a Trainer's checkpoint folder
+LOOP_CHECKPOINT = re.compile(r"^step-\d+\.pt$")           # a LoopCheckpoint file
 
 
-def run(name, tmp_path, label, fault=None):
-    env = {"NB_PROFILE": "smoke", "NB_DRIVE": "0", "NB_FAULT": fault or "",
-           "NB_CHECKPOINT_DIR": str(tmp_path / label / "checkpoints"), "NB_OUTPUT_DIR": str(tmp_path / label / "out")}
+# ----------------------------------------------------------------------------- checkpoints of a finished run
+def _trainer_state(folder: Path) -> dict | None:
+    try:
+        return json.loads((folder / "trainer_state.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _complete(path: Path) -> bool:
+    """A checkpoint that is all written: the Trainer writes trainer_state.json last; a LoopCheckpoint file and a
+    run-identity file are renamed into place whole."""
+    if match := TRAINER_CHECKPOINT.match(path.name):
+        state = _trainer_state(path)
+        return state is not None and state.get("global_step") == int(match.group(1))
+    return LOOP_CHECKPOINT.match(path.name) is not None or path.name == IDENTITY_FILE
+
+
+class CheckpointCopies:
+    """While the block runs (a notebook in its kernel), copy every checkpoint completed under `root`, and every
+    run-identity file, to the same place under `into`.
+
+    The notebooks delete a run's checkpoints as soon as it is finished and saved, in the same cell as its
+    training (04, 05) or a later one (01-03): a poll every POLL_S seconds is in time, because a late checkpoint
+    stays on disk until then (the Trainer rotates out only the oldest, a LoopCheckpoint keeps 2).
+    """
+
+    POLL_S = 0.1
+
+    def __init__(self, root: Path, into: Path):
+        self.root, self.into = Path(root), Path(into)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    def _watch(self):
+        while not self._stop.wait(self.POLL_S):
+            self.copy_new()
+
+    def copy_new(self):
+        for folder, dirs, files in os.walk(self.root):   # os.walk skips a folder deleted while it walks
+            for name in dirs + files:
+                source = Path(folder) / name
+                target = self.into / source.relative_to(self.root)
+                if not target.exists() and _complete(source):
+                    self._copy(source, target)
+
+    @staticmethod
+    def _copy(source: Path, target: Path):
+        partial = target.with_name(f".{target.name}.partial")
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if source.is_dir():
+                shutil.copytree(source, partial)
+            else:
+                shutil.copy2(source, partial)
+            partial.rename(target)
+        except OSError:   # rotated out while being copied: an early checkpoint, never one that a test resumes
+            if partial.is_dir():
+                shutil.rmtree(partial, ignore_errors=True)
+            else:
+                partial.unlink(missing_ok=True)
+
+
+def stopped_after(step: int, copies: Path, into: Path, where: str = "**"):
+    """Put into `into` what a run stopped right after the checkpoint of `step` leaves in its checkpoint folder,
+    from `copies` (CheckpointCopies of the uninterrupted run's folder): every run-identity file (without it the
+    notebook moves the checkpoints aside as another run's) and, in each run folder matching `where`, the
+    checkpoint of `step` and, where the Trainer keeps its best checkpoint (03), the best one as of that step.
+
+    Left out, as a re-run must not see them: the later checkpoints (the last one says "already finished") and
+    what marks a run finished (a RunStore's record.json and saved model, the adapter saved at the end). Older
+    checkpoints that the rotation would still keep are left out too: a re-run only falls back on them when the
+    newest is unreadable. The Trainer's state names its best checkpoint by its full path, so for a Trainer with a
+    best checkpoint `into` must be the very folder the uninterrupted run used (it deleted its checkpoints).
+    """
+    for identity in copies.rglob(IDENTITY_FILE):
+        _copy_to(identity, into / identity.relative_to(copies))
+    found = [*copies.glob(f"{where}/checkpoint-{step}"), *copies.glob(f"{where}/step-{step:08d}.pt")]
+    assert found, f"no checkpoint of step {step} in {sorted(str(p.relative_to(copies)) for p in copies.rglob('*'))}"
+    for checkpoint in found:
+        _copy_to(checkpoint, into / checkpoint.relative_to(copies))
+        best = (_trainer_state(checkpoint) or {}).get("best_model_checkpoint")
+        if best and Path(best).name != checkpoint.name:
+            assert Path(best).parent == into / checkpoint.parent.relative_to(copies), (best, into)
+            _copy_to(checkpoint.with_name(Path(best).name), Path(best))
+
+
+def _copy_to(source: Path, target: Path):
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if source.is_dir():
+        shutil.copytree(source, target)
+    else:
+        shutil.copy2(source, target)
+
+
+# ----------------------------------------------------------------------------- 01-03: the whole notebook
+def run(name, checkpoint_dir: Path, output_dir: Path, fault=""):
+    env = {"NB_PROFILE": "smoke", "NB_DRIVE": "0", "NB_FAULT": fault,
+           "NB_CHECKPOINT_DIR": str(checkpoint_dir), "NB_OUTPUT_DIR": str(output_dir)}
     return execute_notebook(ROOT / "notebooks" / f"{name}.ipynb", env, timeout=600)
 
 
-def learned(name, tmp_path, label):
-    record = json.loads((tmp_path / label / "out" / f"{name}.smoke.json").read_text())
+def learned(name, output_dir: Path):
+    """The learned figures of every run in the notebook's record, and the record."""
+    record = json.loads((output_dir / f"{name}.smoke.json").read_text())
     return [{k: v for k, v in r.items() if any(word in k for word in LEARNED)} for r in record["runs"]], record
 
 
-def interrupted_then_resumed(name, step, tmp_path, label="resumed"):
-    """Disconnect after step `step`, then run again (with the same fault) until the notebook finishes."""
-    text, error = run(name, tmp_path, label, f"disconnect@{step}")
-    assert error == "SimulatedDisconnect", text[-3000:]
-    for _ in range(2):  # 02: its second recipe disconnects once too
-        text, error = run(name, tmp_path, label, f"disconnect@{step}")
-        assert re.search(rf"resuming from step {step}\b", text), text[-3000:]
-        if error != "SimulatedDisconnect":
-            break
+def resumed_from_a_late_checkpoint_ends_like_the_uninterrupted_run(name, step, tmp_path, runs=1):
+    """Run `name` uninterrupted, then again from the copy of its checkpoint of `step` (in every one of its
+    `runs` Trainer runs); the second must resume there and end with the first's weights and figures."""
+    checkpoint_dir, copies = tmp_path / "checkpoints", tmp_path / "copies"
+    with CheckpointCopies(checkpoint_dir, copies):
+        text, error = run(name, checkpoint_dir, tmp_path / "uninterrupted")
     assert error is None, text[-3000:]
-    resumed, record = learned(name, tmp_path, label)
+    uninterrupted, _ = learned(name, tmp_path / "uninterrupted")
+
+    shutil.rmtree(checkpoint_dir)   # the same folder again: 03's Trainer state names its best checkpoint's path
+    stopped_after(step, copies, checkpoint_dir)
+    # run again as after that disconnect, with the same NB_FAULT: a run resumed at its step does not fire it
+    text, error = run(name, checkpoint_dir, tmp_path / "resumed", fault=f"disconnect@{step}")
+    assert error is None, text[-3000:]
+    assert len(re.findall(rf"resuming from step {step} of \d+: ", text)) == runs, text[-3000:]
+    resumed, record = learned(name, tmp_path / "resumed")
+    assert [r["resumed_from"] for r in record["runs"]] == [step] * runs, "the record should say which run resumed"
     assert all(r["weights_fingerprint"] for r in resumed)
-    assert any(r.get("resumed_from") for r in record["runs"]), "the record should say which run resumed"
-    return resumed
-
-
-def uninterrupted(name, tmp_path, label="straight"):
-    text, error = run(name, tmp_path, label)
-    assert error is None, text[-3000:]
-    return learned(name, tmp_path, label)[0]
+    assert resumed == uninterrupted
 
 
 def out_of_memory_ends_in_advice(name, tmp_path):
-    text, error = run(name, tmp_path, "oom", "oom@1")
+    text, error = run(name, tmp_path / "checkpoints", tmp_path / "out", "oom@1")
     assert error == "OutOfMemoryAdvice", text[-3000:]
     advice = text[text.index("OutOfMemoryAdvice"):]
     # 01 trains LoRA on a 32-bit base without checkpointing: both are offered as fixes. 02 and 03 already train

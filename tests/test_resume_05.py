@@ -1,15 +1,18 @@
 """Notebook 05 (several Trainer runs, helpers.checkpoints.RunStore) survives a disconnect and an out-of-memory
 error, end to end on a CPU in `smoke` (the helpers in resume_cases.py run it in a fresh kernel).
 
-* NB_FAULT=disconnect@N in the second run: run again, the first run is read back, not trained again, the second
-  resumes from its checkpoint, and every record (weights fingerprint, scores, curves) equals an uninterrupted run's;
+* NB_FAULT=disconnect@N in the second run stops the notebook (its loop of runs must not take the disconnect for
+  a failed method);
+* resumed from a late checkpoint of the second run of an uninterrupted run (as a disconnect right after it leaves
+  the folder): the first run is read back, not trained again, the second resumes from its checkpoint, and every
+  record (weights fingerprint, scores, curves) equals the uninterrupted run's;
 * NB_FAULT=oom@1: the method is recorded as not run, with the estimator's advice, and the others go on.
 """
 import shutil
 from pathlib import Path
 
 import pytest
-from resume_cases import ROOT, record_by_name, run_subset, same_training
+from resume_cases import ROOT, CheckpointCopies, record_by_name, run_subset, same_training, stopped_after
 
 from helpers import checkpoints
 
@@ -19,36 +22,45 @@ NB05 = ROOT / "notebooks" / "05_methods_compared.ipynb"
 # ----------------------------------------------------------------------------- 05: the Trainer, several runs
 FIRST, SECOND = "prompt tuning", "LoRA all-linear"   # table order: the disconnect hits the second
 RUNS_05 = f"{FIRST},{SECOND}"
+LATE_STEP = 75               # of the second run's 100 steps, a checkpoint every 25: the last before the end
+RUNS_DIR = Path("checkpoints") / "05_methods_compared" / "smoke" / "runs"   # the RunStore's folder
+SECOND_RUN_DIR = "LoRA-all-linear-??????/trainer"   # RunStore.run_dir(SECOND): its slug, a hash, the checkpoints
+
+
+def with_the_first_run_finished(whole: Path, folder: Path) -> Path:
+    """`folder` with FIRST's finished run (record and adapter) from `whole`, as a disconnect in SECOND leaves it."""
+    (folder / RUNS_DIR).mkdir(parents=True, exist_ok=True)
+    for run_folder in (whole / RUNS_DIR).iterdir():
+        if run_folder.name.startswith("prompt-tuning"):
+            shutil.copytree(run_folder, folder / RUNS_DIR / run_folder.name)
+    shutil.copy(whole / RUNS_DIR / checkpoints.IDENTITY_FILE, folder / RUNS_DIR)   # the same settings and data
+    return folder
 
 
 @pytest.fixture(scope="module")
 def runs05(tmp_path_factory):
     whole, cut = tmp_path_factory.mktemp("nb05-whole"), tmp_path_factory.mktemp("nb05-cut")
-    uninterrupted = run_subset(NB05, whole, RUNS_05)
-    # FIRST finished before the disconnect: its finished run (record and adapter) is already there
-    runs_dir = Path("checkpoints") / "05_methods_compared" / "smoke" / "runs"
-    (cut / runs_dir).mkdir(parents=True)
-    for folder in (whole / runs_dir).iterdir():
-        if folder.name.startswith("prompt-tuning"):
-            shutil.copytree(folder, cut / runs_dir / folder.name)
-    shutil.copy(whole / runs_dir / checkpoints.IDENTITY_FILE, cut / runs_dir)   # the same settings and data
-    first = run_subset(NB05, cut, RUNS_05, "disconnect@50")
-    again = run_subset(NB05, cut, RUNS_05, "disconnect@50")
-    return dict(first=first, again=again, uninterrupted=uninterrupted, whole=whole, cut=cut)
+    with CheckpointCopies(whole / "checkpoints", whole / "copies"):
+        uninterrupted = run_subset(NB05, whole, RUNS_05)
+    with_the_first_run_finished(whole, cut)
+    stopped_after(LATE_STEP, whole / "copies", cut / "checkpoints", where=f"*/*/runs/{SECOND_RUN_DIR}")
+    # run again as after that disconnect, with the same NB_FAULT: a run resumed at its step does not fire it
+    resumed = run_subset(NB05, cut, RUNS_05, f"disconnect@{LATE_STEP}")
+    return dict(uninterrupted=uninterrupted, resumed=resumed, whole=whole, cut=cut)
 
 
-def test_05_a_disconnect_in_the_second_run(runs05):
-    printed, error = runs05["first"]
+def test_05_a_disconnect_in_the_second_run(runs05, tmp_path):
+    printed, error = run_subset(NB05, with_the_first_run_finished(runs05["whole"], tmp_path), RUNS_05, "disconnect@25")
     assert error == "SimulatedDisconnect", printed[-2000:]
     assert f"{FIRST}: finished before" in printed
-    assert "simulated runtime disconnect after step 50" in printed
+    assert "simulated runtime disconnect after step 25" in printed      # the first checkpoint: a cheap run
 
 
-def test_05_run_again_it_skips_the_finished_run_and_resumes_the_other(runs05):
-    printed, error = runs05["again"]
+def test_05_resumed_it_skips_the_finished_run_and_resumes_the_other(runs05):
+    printed, error = runs05["resumed"]
     assert error is None, printed[-3000:]
     assert f"{FIRST}: finished before" in printed and "skipped" in printed
-    assert "resuming from step 50 of 100" in printed and "resumed from step 50" in printed
+    assert f"resuming from step {LATE_STEP} of 100" in printed and f"resumed from step {LATE_STEP}" in printed
     assert "NOT comparable" in printed
     assert f"{SECOND}, reloaded in a fresh process: max |difference| 0.00e+00" in printed
 
@@ -56,7 +68,7 @@ def test_05_run_again_it_skips_the_finished_run_and_resumes_the_other(runs05):
 def test_05_resumed_run_ends_where_an_uninterrupted_one_does(runs05):
     assert runs05["uninterrupted"][1] is None, runs05["uninterrupted"][0][-3000:]
     cut, whole = record_by_name(runs05["cut"], NB05), record_by_name(runs05["whole"], NB05)
-    assert cut[SECOND]["resumed_from"] == 50 and whole[SECOND]["resumed_from"] == 0
+    assert cut[SECOND]["resumed_from"] == LATE_STEP and whole[SECOND]["resumed_from"] == 0
     for name in (FIRST, SECOND):
         same_training(cut[name], whole[name], ("optimizer_steps", "test_accuracy", "test_f1"))
 
