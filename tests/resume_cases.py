@@ -135,8 +135,15 @@ def _copy_to(source: Path, target: Path):
 
 
 # ----------------------------------------------------------------------------- 01-03: the whole notebook
+# nbmake runs every notebook with 1 thread (the Makefile); the resume tests run them with 2, so that the smoke
+# assertions (learning, not only running) are checked at both thread counts. Both runs of a comparison use the
+# same count: the weights' hash depends on it. PASSIVE: an idle OpenMP thread sleeps instead of spinning, or
+# it fights the other pytest worker for the second core (measured: 57 s against 31 s for notebook 02).
+TWO_THREADS = {"OMP_NUM_THREADS": "2", "OMP_WAIT_POLICY": "PASSIVE"}
+
+
 def run(name, checkpoint_dir: Path, output_dir: Path, fault=""):
-    env = {"NB_PROFILE": "smoke", "NB_DRIVE": "0", "NB_FAULT": fault,
+    env = {"NB_PROFILE": "smoke", "NB_DRIVE": "0", "NB_FAULT": fault, **TWO_THREADS,
            "NB_CHECKPOINT_DIR": str(checkpoint_dir), "NB_OUTPUT_DIR": str(output_dir)}
     return execute_notebook(ROOT / "notebooks" / f"{name}.ipynb", env, timeout=600)
 
@@ -191,7 +198,7 @@ TIMEOUT = 300
 def run_subset(notebook, folder: Path, runs: str, fault: str = ""):
     """Execute `notebook` with its checkpoints in folder/checkpoints and its outputs in folder/out."""
     (folder / "out").mkdir(parents=True, exist_ok=True)
-    env = dict(NB_PROFILE="smoke", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", OMP_NUM_THREADS="1",
+    env = dict(NB_PROFILE="smoke", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", **TWO_THREADS,
                NB_CHECKPOINT_DIR=str(folder / "checkpoints"), NB_OUTPUT_DIR=str(folder / "out"),
                NB_RUNS=runs, NB_FAULT=fault, NB_DRIVE="0")
     return execute_notebook(notebook, env, timeout=TIMEOUT)
