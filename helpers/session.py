@@ -49,8 +49,9 @@ def start(notebook: str) -> Session:
                    gpu=_estimate.gpu_key(runtime.gpu_info()["name"]) if device == "cuda" else None)
 
 
-def for_profile(recipe: dict, profile: str, **overrides_by_profile) -> dict:
-    """`recipe` with the keys that `profile` changes, printing each change (e.g. 'learning_rate: 0.0003 -> 0.01').
+def for_profile(recipe: dict, profile: str, *, what: str = "", **overrides_by_profile) -> dict:
+    """`recipe` with the keys that `profile` changes, printing each change (e.g. 'smoke: learning_rate 0.0003 ->
+    0.01'; with `what`, 'smoke, post's recipe: ...', where a notebook has several recipes).
 
     Name the overrides of every profile that changes something (a profile left out changes nothing); an override
     of a key the recipe does not have is a typo, and stops with the keys it does have.
@@ -66,5 +67,5 @@ def for_profile(recipe: dict, profile: str, **overrides_by_profile) -> dict:
                             f"keys: {', '.join(recipe)}.")
     for key, value in changes.items():
         if recipe[key] != value:
-            print(f"{profile}: {key} {recipe[key]!r} -> {value!r}")
+            print(f"{profile}{', ' + what if what else ''}: {key} {recipe[key]!r} -> {value!r}")
     return {**recipe, **changes}

@@ -79,6 +79,8 @@ def test_a_profile_changes_only_what_it_names_and_says_so(capsys):
     assert session.for_profile(base, "smoke", smoke=dict(learning_rate=1e-2)) == dict(learning_rate=1e-2,
                                                                                        num_train_epochs=2)
     assert "smoke: learning_rate 0.0003 -> 0.01" in capsys.readouterr().out
+    session.for_profile(base, "smoke", what="post's recipe", smoke=dict(learning_rate=1e-2))
+    assert "smoke, post's recipe: learning_rate 0.0003 -> 0.01" in capsys.readouterr().out
     assert session.for_profile(base, "full", smoke=dict(learning_rate=1e-2)) == base
     with pytest.raises(FriendlyError, match="learning_rat.*does not have"):
         session.for_profile(base, "smoke", smoke=dict(learning_rat=1e-2))
