@@ -6,14 +6,12 @@
   helpers.checkpoints.RunStore; any other is trained and stored; a method that fails (out of memory, with the
   advice; or an error of the libraries) is recorded as not run, never faked, while a (simulated) disconnect
   stops the notebook as a real one would;
-* `stored_tracker`: a stored run's memory rows in the shape helpers.plots.memory_timeline draws;
 * `memory_measure`: which peak ranks the runs here (the GPU's, or on a CPU the process's);
 * `bill`: a run's Colab compute units and dollars, measured on a Colab GPU, else estimated for a T4.
 """
 from __future__ import annotations
 
 import gc
-from types import SimpleNamespace
 
 from . import cost, estimate, faults, oom, results, runtime
 
@@ -49,11 +47,6 @@ def stored_or_trained(store, name: str, train) -> dict:
     return stored
 
 
-def stored_tracker(name: str, stored: dict, on_gpu: bool) -> SimpleNamespace:
-    """A stored run's memory rows as helpers.plots.memory_timeline reads a MemoryTracker."""
-    return SimpleNamespace(name=name, on_gpu=on_gpu, rows=stored["memory_rows"])
-
-
 def memory_measure(device: str) -> tuple[str, str]:
     """(the record's column, its label): device-used on a GPU, the process's resident memory on a CPU."""
     if device == "cuda":
@@ -69,8 +62,8 @@ def bill(run: dict, on_t4: "estimate.Estimate", *, device: str, notebook: str) -
     never faster than the run itself where it ran on a GPU.
     """
     gpu_name = runtime.physical_gpu()
-    if device == "cuda" and cost.is_colab_gpu(gpu_name):
-        measured = cost.colab_cost(run["wall_s"], gpu=gpu_name)
+    measured = cost.bill_of_this_run(run["wall_s"], gpu_name)
+    if measured:
         return dict(compute_units=measured["units"], dollars=measured["dollars"], cost_basis=f"measured on {gpu_name}")
     measured_here = [results.rate_from_run(run, gpu_name, notebook=notebook)] if device == "cuda" else []
     span = estimate.run_time(on_t4, steps=run["optimizer_steps"], measured=measured_here)

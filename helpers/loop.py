@@ -21,7 +21,6 @@ from __future__ import annotations
 import gc
 import time
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 
 from . import checkpoints, memory, runtime
 
@@ -181,8 +180,7 @@ class Study:
         """A finished run's record into the tables, curves and memory plot."""
         run = stored["run"]
         self.runs.append(run)
-        self.trackers.append(SimpleNamespace(name=run["name"], on_gpu=runtime.cuda_available(),
-                                             rows=stored["memory_rows"]))
+        self.trackers.append(memory.stored_tracker(run["name"], stored["memory_rows"], runtime.cuda_available()))
         self.histories[run["name"]] = stored["history"]
         print(f"{run['name']:>12}: {run['optimizer_steps']} steps, {run['wall_s']:.1f} s, test accuracy "
               f"{run['test_accuracy']:.3f}" + (f" (resumed from step {run['resumed_from']})"

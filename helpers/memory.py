@@ -322,3 +322,11 @@ def release(namespace: dict, *names: str) -> float | None:
     torch.cuda.empty_cache()
     return torch.cuda.memory_allocated() / GIB
 
+
+
+def stored_tracker(name: str, rows: list, on_gpu: bool):
+    """A finished run's stored memory rows in the shape plots.memory_timeline reads a MemoryTracker (name, on_gpu,
+    rows), for a run read back from its record instead of trained in this session."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(name=name, on_gpu=on_gpu, rows=rows)

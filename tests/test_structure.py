@@ -143,3 +143,13 @@ def test_the_t4_column_says_what_ran_and_what_did_not():
     tight = dict(ran, gpu=dict(gpu, total_gib=14.56), runs=[{"name": "a", "peak_reserved_gib": 13.35,
                                                               "peak_device_gib": 14.816}])
     assert readme.t4_cell(tight).startswith("yes, tight (14.21 of 14.56 GiB needed): peak 13.3 GiB reserved")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_a_run_is_billed_at_the_gpu_that_really_ran(path):
+    """Under NB_EMULATE=T4, runtime.gpu_info() names the T4: billing an H200's wall time at a T4's rate was a wrong
+    figure in 03's T4 record. Measured runs are billed through cost.bill_of_this_run(..., runtime.physical_gpu())."""
+    code = "\n".join(text(c) for c in cells(path) if c["cell_type"] == "code")
+    assert "cost.is_colab_gpu(" not in code, f"{path.name}: bill a measured run with cost.bill_of_this_run"
+    for call in re.findall(r"cost\.bill_of_this_run\(([^\n]*)", code):
+        assert "gpu_info()" not in call, f"{path.name}: {call}"
