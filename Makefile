@@ -1,5 +1,6 @@
 # The two commands of the README, and the targets around them.
-#   make run    execute every notebook (smoke profile, CPU, offline) -> outputs/run/
+#   make run    execute every notebook (real profile: real small pretrained models and real data, CPU, offline)
+#               -> outputs/run/; make run PROFILE=smoke for the tiny random models of the tests
 #   make test   unit tests + every notebook under nbmake (smoke profile)
 #   make bench  on a CUDA machine: every notebook in the bench profile -> results/
 # Each target sets itself up on a fresh machine (virtual environment, CPU torch, requirements).
@@ -16,18 +17,23 @@ TORCH_PIP_ARGS ?=
 # Two pytest workers on the two cores, one thread each (tiny models are overhead-bound).
 TEST_WORKERS ?= 2
 NOTEBOOKS ?= notebooks
-SMOKE_ENV := NB_PROFILE=smoke HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false MPLBACKEND=Agg
+OFFLINE_ENV := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false MPLBACKEND=Agg
+SMOKE_ENV := NB_PROFILE=smoke $(OFFLINE_ENV)
+# make run's profile: `real` fine-tunes real small pretrained models on real data (a few minutes per notebook on
+# a CPU); `smoke` runs the tiny random models of the tests (about a minute per notebook).
+PROFILE ?= real
 # make run starts from an empty checkpoint folder: resuming is for a person's interrupted run, never for a
 # stale checkpoint of an earlier version of a notebook (the tests make their own folders: tests/conftest.py).
 RUN_CHECKPOINTS := outputs/run/checkpoints
 
-.PHONY: bench-t4 bench-sft bench-sft-scale setup run test test-unit test-latest bench lock clean
+.PHONY: real-gpu bench-t4 bench-sft bench-sft-scale setup run test test-unit test-latest bench lock clean
 
-$(READY): requirements.txt requirements-colab.txt requirements-lock.txt pyproject.toml
+$(READY): requirements.txt requirements-colab.txt requirements-lock.txt requirements-real.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH_PIP_ARGS) $(TORCH_CPU)
 	$(PY) -m pip install --quiet -r requirements.txt -c requirements-lock.txt
+	$(PY) -m pip install --quiet --no-deps -r requirements-real.txt
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(READY)
 
@@ -35,7 +41,8 @@ setup: $(READY)
 
 run: $(READY)
 	rm -rf $(RUN_CHECKPOINTS)
-	$(SMOKE_ENV) NB_CHECKPOINT_DIR=$(RUN_CHECKPOINTS) $(PY) scripts/run_notebooks.py --profile smoke --out outputs/run $(NOTEBOOKS)
+	NB_PROFILE=$(PROFILE) $(OFFLINE_ENV) NB_CHECKPOINT_DIR=$(RUN_CHECKPOINTS) $(PY) scripts/run_notebooks.py \
+		--profile $(PROFILE) --out outputs/run $(NOTEBOOKS)
 
 test: $(READY)
 	$(SMOKE_ENV) OMP_NUM_THREADS=1 $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile \
@@ -70,6 +77,11 @@ bench:
 bench-t4:
 	NB_EMULATE=T4 NB_PROFILE=bench NB_OUTPUT_DIR=$(BENCH_OUT) MPLBACKEND=Agg TOKENIZERS_PARALLELISM=false \
 		$(BENCH_PYTHON) scripts/run_notebooks.py --profile bench --out outputs/bench-t4 --timeout $(BENCH_CELL_TIMEOUT) $(NOTEBOOKS)
+
+# The real profile on a CUDA machine, at the larger scale each notebook sets for a GPU: results/<notebook>.real.json
+real-gpu:
+	NB_PROFILE=real NB_OUTPUT_DIR=$(BENCH_OUT) $(OFFLINE_ENV) \
+		$(BENCH_PYTHON) scripts/run_notebooks.py --profile real --out outputs/real-gpu --timeout $(BENCH_CELL_TIMEOUT) $(NOTEBOOKS)
 
 # Notebook 03's script under each launcher on one GPU (plain/TF32, ZeRO-3, FSDP; the notebook first),
 # then the scale-out runs: make bench-sft-scale GPUS=2 (4, 8: the accumulation is divided among them).

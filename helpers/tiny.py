@@ -371,10 +371,16 @@ def random_checkpoint(model_id: str, dtype: str = "bfloat16", seed: int = 0, tok
 
 def checkpoint_for(profile: str, model_id: str, *, family: str, corpus=None, **tiny_overrides) -> str:
     """The model a profile trains: `model_id` itself in full (from the hub), its exact architecture with random
-    weights in bench (random_checkpoint), and a tiny random one of `family` in smoke (tiny_checkpoint, with
-    `tiny_overrides` such as hidden_size=128). `corpus` names the data sample its tokenizer learns from."""
+    weights in bench (random_checkpoint), the real small pretrained model of `family` in real (MiniLM for encoders,
+    SmolLM2-135M-Instruct for causal LMs: helpers.pretrained), and a tiny random one of `family` in smoke
+    (tiny_checkpoint, with `tiny_overrides` such as hidden_size=128). `corpus` names the data sample its tokenizer
+    learns from."""
     if profile == "full":
         return model_id
+    if profile == "real":
+        from . import pretrained
+
+        return pretrained.folder(family)
     if profile == "bench":
         return random_checkpoint(model_id, corpus=corpus)
     return tiny_checkpoint(family, corpus=corpus, **tiny_overrides)

@@ -19,6 +19,8 @@ import traceback
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from helpers import runtime  # noqa: E402  (the checkout's helpers, also when run from elsewhere)
 
 
 def find_notebooks(targets: list[str]) -> list[Path]:
@@ -100,7 +102,7 @@ def signal_of(record: dict | None) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("targets", nargs="*", help="notebook files or folders (default: notebooks/)")
-    parser.add_argument("--profile", choices=("smoke", "bench", "full"), default="smoke")
+    parser.add_argument("--profile", choices=runtime.PROFILES, default="smoke")
     parser.add_argument("--out", default=None, help="output folder (default outputs/<profile>)")
     parser.add_argument("--timeout", type=int, default=1800, help="seconds per cell")
     args = parser.parse_args()

@@ -12,7 +12,7 @@ def test_profile_from_environment(monkeypatch):
 
 def test_unknown_profile_names_the_choices(monkeypatch):
     monkeypatch.setenv("NB_PROFILE", "fast")
-    with pytest.raises(runtime.ProfileError, match="smoke, bench, full"):
+    with pytest.raises(runtime.ProfileError, match="smoke, real, bench, full"):
         runtime.choose_profile()
 
 
@@ -22,12 +22,6 @@ def test_default_profile_is_smoke_without_gpu(monkeypatch):
     assert runtime.choose_profile() == "smoke"
     monkeypatch.setattr(runtime, "cuda_available", lambda: True)
     assert runtime.choose_profile() == "full"
-
-
-def test_pick_needs_all_three_profiles():
-    assert runtime.pick("bench", smoke=1, bench=2, full=3) == 2
-    with pytest.raises(runtime.ProfileError, match="missing: full"):
-        runtime.pick("smoke", smoke=1, bench=2)
 
 
 def test_cpu_precision_is_fp32():
