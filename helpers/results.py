@@ -40,6 +40,15 @@ def make_record(notebook: str, profile: str, runs: list, learning_signal: dict |
     return record
 
 
+def claim(claim: str, *, published: str, ours: str, holds: bool | None, why: str = "") -> dict:
+    """One published claim set beside what this run measured, for a record's `claims` list (the README's table of
+    claims reproduced with real weights). holds: True reproduced, False not, None partly or not comparable;
+    `why` says what differs when it does not simply hold."""
+    if holds is not True and not why:
+        raise ValueError(f"claim {claim!r} does not simply hold: say why (why=...)")
+    return {"claim": claim, "published": published, "ours": ours, "holds": holds, "why": why}
+
+
 def validate(record: dict) -> None:
     missing = [key for key in REQUIRED if key not in record]
     if missing:

@@ -122,17 +122,36 @@ def t4_records() -> dict:
     return found
 
 
+VERDICT = {True: "reproduced", False: "not reproduced", None: "partly / not comparable"}
+
+
+def claims_block(records: list) -> str:
+    """The published claims set beside the `real` profile's runs on a GPU (their records' `claims`)."""
+    rows = []
+    for r in records:
+        for c in r.get("claims", []):
+            rows.append(f"| {r['notebook'][:2]} | {c['claim']} | {c['published']} | {c['ours']} | "
+                        f"{VERDICT[c['holds']]}{': ' + c['why'] if c.get('why') else ''} |")
+    if not rows:
+        return ""
+    sources = "; ".join(f"{r['notebook'][:2]}: {r['gpu']['name']}, {r['date']}" for r in records if r.get("claims"))
+    return "\n".join(["**The posts' claims with real pretrained weights on real data** (`real` profile; "
+                      f"{sources})", "", "| # | claim | published | ours | verdict |", "|---|---|---|---|---|", *rows])
+
+
 def generated() -> str:
     # the notebooks' own records; the estimator's calibration has its own section and docs page
     records = [r for r in results.load_records(ROOT / "results")
-               if r["profile"] in ("bench", "full") and r["notebook"][:2].isdigit()]
+               if r["profile"] in ("real", "bench", "full") and r["notebook"][:2].isdigit()
+               and (r["profile"] != "real" or r["gpu"]["count"])]    # real: the GPU runs, not a CPU's
     for r in records:   # a T4-emulation record says so in its heading
         if r["gpu"].get("emulated_on"):
             r["gpu"] = dict(r["gpu"], name=f"{r['gpu']['name']} emulated on {r['gpu']['emulated_on']}")
     if not records:
         return "_No GPU measurements recorded yet._"
     records.sort(key=lambda r: (r["notebook"], r["profile"], bool(r["gpu"].get("emulated_on"))))
-    return "\n\n".join(record_block(r) for r in records)
+    claims = claims_block([r for r in records if r["profile"] == "real"])
+    return "\n\n".join(([claims] if claims else []) + [record_block(r) for r in records])
 
 
 def main() -> int:

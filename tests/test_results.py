@@ -53,3 +53,10 @@ def test_the_committed_bench_line_names_its_gpu_and_date():
     line = results.bench_fits_line("01_complaint_classification")
     assert line.startswith("bench on NVIDIA H200 (") and "T4" in line
     assert results.bench_fits_line("no_such_notebook") is None
+
+
+def test_a_claim_that_does_not_simply_hold_says_why():
+    held = results.claim("LoRA beats prompt tuning", published="0.895 vs 0.730", ours="0.91 vs 0.70", holds=True)
+    assert held["holds"] is True and held["why"] == ""
+    with pytest.raises(ValueError, match="say why"):
+        results.claim("prefix beats prompt", published="0.877 vs 0.730", ours="0.70 vs 0.75", holds=False)
