@@ -39,11 +39,12 @@ with the csv module: UTF-8, a header row, minimal quoting, "\n" line ends.
 from __future__ import annotations
 
 import argparse
-import csv
 import random
 import re
 import subprocess
 from pathlib import Path
+
+from helpers.data import write_sample_csv
 
 SEED = 0
 COMMIT = "7b585a3f077fdea899780eb0473940522ae44a2e"
@@ -117,13 +118,6 @@ def cut(pairs: list[tuple[str, str, int]]) -> list[tuple[str, str, int]]:
     return rows
 
 
-def write_csv(path: Path, header: list[str], rows: list[tuple]) -> None:
-    with path.open("w", encoding="utf-8", newline="") as handle:
-        writer = csv.writer(handle, quoting=csv.QUOTE_MINIMAL, lineterminator="\n")
-        writer.writerow(header)
-        writer.writerows(rows)
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("source", type=Path, help="e-SNLI's dataset/eSNLI folder, or a git dir of e-SNLI")
@@ -131,7 +125,7 @@ def main(argv: list[str] | None = None) -> None:
 
     pairs = read_pairs(args.source)
     rows = cut(pairs)
-    write_csv(OUT, ["sentence1", "sentence2", "label"], rows)
+    write_sample_csv(OUT, ["sentence1", "sentence2", "label"], rows, lineterminator="\n")
     positives = sum(label for _, _, label in rows)
     print(f"kept {len(rows)} of {len(pairs)} entailment/contradiction pairs ({positives} entailments, "
           f"{len(rows) - positives} contradictions) in {OUT} ({OUT.stat().st_size} bytes)")

@@ -35,13 +35,14 @@ written with the csv module: UTF-8, a header row, minimal quoting, "\n" line end
 from __future__ import annotations
 
 import argparse
-import csv
 import hashlib
 import json
 import random
 import re
 import subprocess
 from pathlib import Path
+
+from helpers.data import write_sample_csv
 
 SEED = 0
 COMMIT = "20037e8161167d25e971d2dcfe1ee0398eb8eb89"
@@ -90,13 +91,6 @@ def cut(records: list[dict]) -> list[tuple[str, str]]:
     return rows
 
 
-def write_csv(path: Path, header: list[str], rows: list[tuple]) -> None:
-    with path.open("w", encoding="utf-8", newline="") as handle:
-        writer = csv.writer(handle, quoting=csv.QUOTE_MINIMAL, lineterminator="\n")
-        writer.writerow(header)
-        writer.writerows(rows)
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("source", type=Path, help="quotable-io/data's data/quotes.json, or a git dir of it")
@@ -107,7 +101,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"warning: this is not the quotes.json of commit {COMMIT[:7]}; the sample will differ")
     records = json.loads(data.decode("utf-8"))
     rows = cut(records)
-    write_csv(OUT, ["quote", "author"], rows)
+    write_sample_csv(OUT, ["quote", "author"], rows, lineterminator="\n")
     print(f"kept {len(rows) - 1} of {len(records)} Quotable quotes, plus the Kennedy line: {len(rows)} rows "
           f"in {OUT} ({OUT.stat().st_size} bytes)")
 
