@@ -13,6 +13,7 @@ again: the real model, a little less precise than the hub's bf16 file.
 from __future__ import annotations
 
 import importlib.metadata
+import importlib.util
 import os
 import shutil
 import tempfile
@@ -98,10 +99,8 @@ def _converted_causal(model: PackagedModel) -> Path:
     target = cache_dir() / f"{model.hub_id.split('/')[-1]}-from-{model.package}-{model.version}"
     if (target / "model.safetensors").exists():
         return target
-    try:
-        import gguf  # noqa: F401  (transformers reads GGUF files through it)
-    except ImportError:
-        raise FriendlyError(f"Converting {gguf_path.name} needs the `gguf` package: {model.install}") from None
+    if importlib.util.find_spec("gguf") is None:   # transformers reads GGUF files through it
+        raise FriendlyError(f"Converting {gguf_path.name} needs the `gguf` package: {model.install}")
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
