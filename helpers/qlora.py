@@ -5,9 +5,14 @@ layer and the reference H200 figures of docs/sources.md 02):
 
     >>> rows, bits = anatomy(model)          # bytes by role and dtype; 4.127 bits per weight on a large layer
     >>> neox_arithmetic(quantised, other, trainable)["after k-bit preparation"]
+
+and how well a model knows a quote (the `real` profile's measure of "completed better"):
+
+    >>> continuation_score(model, tokenizer, "Ask not what your country", " can do for you; ...")
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 from pathlib import Path
@@ -163,6 +168,40 @@ def with_16bit_embeddings(kbit_estimate, model):
                                peak_reserved_gib=kbit_estimate.peak_reserved_gib - saving,
                                peak_device_gib=kbit_estimate.peak_device_gib - saving,
                                notes=kbit_estimate.notes + [f"less {saving:.2f} GiB for 16-bit embeddings and head"])
+
+
+# ----------------------------------------------------------------------------- a quote, remembered
+def continuation_score(model, tokenizer, prompt: str, continuation: str, *, device="cpu", amp: dict | None = None):
+    """How well `model` predicts `continuation` right after `prompt`, in one forward pass (teacher forcing): the
+    log-likelihood of its tokens in nats (summed, and per token) and each token's rank among the vocabulary
+    (0: the model's first choice, what greedy decoding would pick given the true text so far).
+
+    `amp`: torch.autocast's keywords (the notebook's AMP), so that the score is computed as generation is."""
+    import torch
+
+    prompt_ids = tokenizer(prompt)["input_ids"]
+    ids = tokenizer(prompt + continuation)["input_ids"]
+    if ids[:len(prompt_ids)] != prompt_ids or len(ids) == len(prompt_ids):
+        raise ValueError(f"{continuation!r} does not tokenise as a continuation of {prompt!r}: start it with the "
+                         "space (or punctuation) that follows the prompt")
+    was_training = model.training
+    model.eval()
+    with torch.no_grad(), (torch.autocast(**amp) if amp else contextlib.nullcontext()):
+        logits = model(input_ids=torch.tensor([ids], device=device), use_cache=False).logits
+    model.train(was_training)
+    # the logits at position i predict token i + 1: those from the prompt's last token on predict the continuation
+    log_probs = torch.log_softmax(logits[0, len(prompt_ids) - 1:-1].float(), dim=-1)
+    targets = torch.tensor(ids[len(prompt_ids):], device=log_probs.device)
+    true = log_probs[torch.arange(len(targets), device=log_probs.device), targets]
+    ranks = (log_probs > true[:, None]).sum(dim=-1)
+    return dict(tokens=len(targets), log_likelihood=float(true.sum()), per_token=float(true.mean()),
+                first_choices=int((ranks == 0).sum()), ranks=ranks.tolist())
+
+
+def describe_score(score: dict) -> str:
+    """One line of a continuation_score."""
+    return (f"log-likelihood {score['log_likelihood']:.2f} nats ({score['per_token']:.2f} a token), "
+            f"{score['first_choices']} of its {score['tokens']} tokens the model's first choice; ranks {score['ranks']}")
 
 
 # ----------------------------------------------------------------------------- room and memory
