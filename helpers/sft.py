@@ -357,6 +357,40 @@ def score(predictions: list[str], references: list[str]) -> dict:
     }
 
 
+_WORD_OR_AMOUNT = re.compile(r"\d[\d,]*(?:\.\d+)?|[a-z]+")
+
+
+def answer_tokens(text: str) -> list[str]:
+    """The words and amounts of an answer, lower-cased: '$1,850' and '1,850.00' are both '1850.00'."""
+    tokens = []
+    for token in _WORD_OR_AMOUNT.findall(str(text).lower().replace("’", "'").replace("'", "")):
+        if token[0].isdigit():
+            value = _amount(token.rstrip(","))
+            token = str(value) if value is not None else token
+        tokens.append(token)
+    return tokens
+
+
+def token_f1(prediction: str, reference: str) -> float:
+    """The softest score: F1 of the words and amounts the answer shares with the reference (SQuAD's token F1,
+    in any order, each counted as often as it occurs). 1.0 for the same entry; partial credit for the right
+    accounts with a wrong amount, or the right amounts in prose; 0.0 when nothing is shared."""
+    got, want = Counter(answer_tokens(prediction)), Counter(answer_tokens(reference))
+    if not got or not want:
+        return float(got == want)
+    shared = sum((got & want).values())
+    if not shared:
+        return 0.0
+    precision, recall = shared / sum(got.values()), shared / sum(want.values())
+    return 2 * precision * recall / (precision + recall)
+
+
+def mean_token_f1(predictions: list[str], references: list[str]) -> float:
+    """token_f1 averaged over the rows."""
+    scores = [token_f1(p, r) for p, r in zip(predictions, references)]
+    return round(sum(scores) / len(scores), 4) if scores else 0.0
+
+
 # ----------------------------------------------------------------------------- logs
 def loss_curve(log_history: list[dict], key: str = "loss") -> tuple[list[int], list[float]]:
     """(steps, values) of a logged quantity from `trainer.state.log_history`."""
