@@ -125,13 +125,19 @@ def t4_records() -> dict:
 VERDICT = {True: "reproduced", False: "not reproduced", None: "partly / not comparable"}
 
 
+def table_cell(text: str) -> str:
+    """Text that stays in one Markdown table cell: line breaks become spaces, pipes are escaped."""
+    return " ".join(str(text).split()).replace("|", "\\|")
+
+
 def claims_block(records: list) -> str:
     """The published claims set beside the `real` profile's runs on a GPU (their records' `claims`)."""
     rows = []
     for r in records:
         for c in r.get("claims", []):
-            rows.append(f"| {r['notebook'][:2]} | {c['claim']} | {c['published']} | {c['ours']} | "
-                        f"{VERDICT[c['holds']]}{': ' + c['why'] if c.get('why') else ''} |")
+            cells = [r["notebook"][:2], c["claim"], c["published"], c["ours"],
+                     VERDICT[c["holds"]] + (": " + c["why"] if c.get("why") else "")]
+            rows.append("| " + " | ".join(map(table_cell, cells)) + " |")
     if not rows:
         return ""
     sources = "; ".join(f"{r['notebook'][:2]}: {r['gpu']['name']}, {r['date']}" for r in records if r.get("claims"))
