@@ -16,6 +16,23 @@ if not os.environ.get("NB_CHECKPOINT_DIR"):
     os.environ["NB_CHECKPOINT_DIR"] = tempfile.mkdtemp(prefix="nb-checkpoints-")
 
 
+# Seconds each slow file took in a `make test` on 2 cores (2026-12-04). pytest-xdist hands out whole files
+# (--dist loadfile) in collection order, so the slowest go first: collected last, nbmake's notebooks used to run
+# alone at the end while the other worker sat idle. A file not listed counts as quick; the figures only order.
+SLOW_FILES = {
+    "test_resume_03.py": 256, "03_accounting_sft.ipynb": 176, "test_full_profile.py": 167,
+    "test_full_profile_04_05.py": 153, "test_resume_05.py": 152, "04_gradient_accumulation.ipynb": 150,
+    "test_resume_02.py": 140, "05_methods_compared.ipynb": 133, "test_resume_04.py": 104, "test_resume_01.py": 94,
+    "test_real_01.py": 85, "test_bad_input.py": 72, "02_qlora_gpt_neox_20b.ipynb": 56,
+    "01_complaint_classification.ipynb": 45,
+}
+
+
+def pytest_collection_modifyitems(items):
+    """The slowest files first (a stable sort: a file's own tests keep their order)."""
+    items.sort(key=lambda item: -SLOW_FILES.get(item.path.name, 0))
+
+
 def load_script(path):
     """Import a script (e.g. a data/make_*.py generator) as a module, without running its main()."""
     import importlib.util
