@@ -45,7 +45,7 @@ run: $(READY)
 		--profile $(PROFILE) --out outputs/run $(NOTEBOOKS)
 
 test: $(READY)
-	$(SMOKE_ENV) OMP_NUM_THREADS=1 $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile \
+	$(SMOKE_ENV) OMP_NUM_THREADS=1 $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup \
 		--durations=10 tests --nbmake $(NOTEBOOKS) --nbmake-timeout=600
 
 test-unit: $(READY)
@@ -60,7 +60,7 @@ test-latest:
 	$(LATEST_VENV)/bin/python -m pip install --quiet --upgrade -r requirements-latest.txt
 	$(LATEST_VENV)/bin/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	$(LATEST_VENV)/bin/python -m pip list 2>/dev/null | grep -iE "^(torch|transformers|peft|trl|bitsandbytes|datasets|accelerate) "
-	$(SMOKE_ENV) OMP_NUM_THREADS=1 $(LATEST_VENV)/bin/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile \
+	$(SMOKE_ENV) OMP_NUM_THREADS=1 $(LATEST_VENV)/bin/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup \
 		tests --nbmake $(NOTEBOOKS) --nbmake-timeout=600
 
 # On a CUDA machine, with the requirements installed into BENCH_PYTHON (it keeps its own

@@ -7,11 +7,14 @@
   advice; or an error of the libraries) is recorded as not run, never faked, while a (simulated) disconnect
   stops the notebook as a real one would;
 * `memory_measure`: which peak ranks the runs here (the GPU's, or on a CPU the process's);
-* `bill`: a run's Colab compute units and dollars, measured on a Colab GPU, else estimated for a T4.
+* `bill`: a run's Colab compute units and dollars, measured on a Colab GPU, else estimated for a T4;
+* `over_seeds`, `ordered_beside`, `order_disagreements`: each method's mean and spread over seeds, the methods
+  best first beside a published table, and the pairs of methods whose order differs from it (beyond noise or not).
 """
 from __future__ import annotations
 
 import gc
+import math
 
 from . import cost, estimate, faults, oom, results, runtime
 
@@ -71,3 +74,55 @@ def bill(run: dict, on_t4: "estimate.Estimate", *, device: str, notebook: str) -
                 cost_basis="estimated for a T4: the low end of its range (the high end in compute_units_high, "
                            "dollars_high)",
                 compute_units_high=span.bill["units"][1], dollars_high=span.bill["dollars"][1])
+
+
+def over_seeds(runs_by_method: dict) -> "pd.DataFrame":
+    """One row per method from its runs (one per seed): the seeds, and the mean, spread (sample standard deviation,
+    empty for one seed) and lowest of its test accuracy and F1."""
+    import pandas as pd
+
+    rows = {}
+    for method, runs in runs_by_method.items():
+        accuracy = pd.Series([r["test_accuracy"] for r in runs], dtype=float)
+        f1 = pd.Series([r["test_f1"] for r in runs], dtype=float)
+        rows[method] = dict(seeds=len(runs), accuracy=accuracy.mean(), accuracy_spread=accuracy.std(),
+                            accuracy_lowest=accuracy.min(), f1=f1.mean(), f1_spread=f1.std())
+    return pd.DataFrame(rows).T.astype({"seeds": int})
+
+
+def accuracy_noise(accuracy: float, test_rows: int) -> float:
+    """The standard error of an accuracy measured on `test_rows` pairs (binomial): the noise of one run's figure."""
+    return math.sqrt(max(accuracy * (1 - accuracy), 1e-12) / test_rows)
+
+
+def ordered_beside(ours: "pd.DataFrame", theirs: dict, baseline: dict, their_baseline: tuple) -> "pd.DataFrame":
+    """Our methods best first (by mean accuracy over seeds), with our rank, and the published figures and rank
+    beside each method they measured; the majority baselines (ours and theirs) as the last row."""
+    import pandas as pd
+
+    table = ours[["accuracy", "accuracy_spread", "f1", "seeds"]].sort_values("accuracy", ascending=False).copy()
+    table.insert(0, "our rank", range(1, len(table) + 1))
+    their_order = sorted(theirs, key=lambda n: -theirs[n][0])
+    table["their accuracy"] = [theirs[n][0] if n in theirs else float("nan") for n in table.index]
+    table["their F1"] = [theirs[n][1] if n in theirs else float("nan") for n in table.index]
+    table["their rank"] = [their_order.index(n) + 1 if n in theirs else float("nan") for n in table.index]
+    table.loc["majority baseline"] = dict(accuracy=baseline["accuracy"], f1=baseline["f1"], seeds=0,
+                                          **{"their accuracy": their_baseline[0], "their F1": their_baseline[1]})
+    return table
+
+
+def order_disagreements(ours: "pd.DataFrame", theirs: dict, test_rows: int) -> list[dict]:
+    """Every pair of methods that both measured where our order differs from theirs: (above, below) in their
+    order, our two mean accuracies, the gap in points, and whether it is larger than twice the noise of the
+    difference (the two accuracies' standard errors on the same test pairs, combined: seeds do not shrink it)."""
+    measured = [n for n in sorted(theirs, key=lambda n: -theirs[n][0]) if n in ours.index]
+    found = []
+    for i, above in enumerate(measured):
+        for below in measured[i + 1:]:
+            a, b = ours.loc[above, "accuracy"], ours.loc[below, "accuracy"]
+            if a > b:
+                continue
+            noise = math.hypot(accuracy_noise(a, test_rows), accuracy_noise(b, test_rows))
+            found.append(dict(theirs_above=above, theirs_below=below, ours_above=a, ours_below=b,
+                              gap_points=100 * (b - a), beyond_noise=(b - a) > 2 * noise))
+    return found

@@ -221,26 +221,27 @@ def _quiet():
         bnb_logger.setLevel(level)
 
 
-def _peft_config(method: str, task: str, lora_r: int, lora_targets, num_virtual_tokens: int):
+def _peft_config(method: str, task: str, lora_r: int, lora_targets, num_virtual_tokens: int, head_modules=None):
     with _quiet():
         import peft
 
     task_type = "SEQ_CLS" if task == "seq-cls" else "CAUSAL_LM"
+    saved = dict(modules_to_save=list(head_modules)) if head_modules else {}   # else peft's own: classifier, score
     if method in ("lora", "qlora"):
         return peft.LoraConfig(r=lora_r, lora_alpha=2 * lora_r, lora_dropout=0.05,
-                               target_modules=lora_targets, task_type=task_type)
+                               target_modules=lora_targets, task_type=task_type, **saved)
     if method == "prompt":
-        return peft.PromptTuningConfig(task_type=task_type, num_virtual_tokens=num_virtual_tokens)
+        return peft.PromptTuningConfig(task_type=task_type, num_virtual_tokens=num_virtual_tokens, **saved)
     if method == "ptuning":
-        return peft.PromptEncoderConfig(task_type=task_type, num_virtual_tokens=num_virtual_tokens)
+        return peft.PromptEncoderConfig(task_type=task_type, num_virtual_tokens=num_virtual_tokens, **saved)
     if method == "prefix":
-        return peft.PrefixTuningConfig(task_type=task_type, num_virtual_tokens=num_virtual_tokens)
+        return peft.PrefixTuningConfig(task_type=task_type, num_virtual_tokens=num_virtual_tokens, **saved)
     return None
 
 
 @functools.lru_cache(maxsize=64)
 def _facts_cached(config_json: str, config_class: str, name: str, task: str, method: str, lora_r: int,
-                  lora_targets, trainable_blocks, num_virtual_tokens: int) -> ModelFacts:
+                  lora_targets, trainable_blocks, num_virtual_tokens: int, head_modules=None) -> ModelFacts:
     import torch
     import transformers
 
@@ -275,7 +276,9 @@ def _facts_cached(config_json: str, config_class: str, name: str, task: str, met
             if task == "seq-cls" and head is not None:  # a new head must learn
                 for p in head.parameters():
                     p.requires_grad_(True)
-        peft_config = _peft_config(method, task, lora_r, targets, num_virtual_tokens)
+            for module in head_modules or ():          # and whatever else the recipe counts as its head
+                _submodule(model, module).requires_grad_(True)
+        peft_config = _peft_config(method, task, lora_r, targets, num_virtual_tokens, head_modules)
         if peft_config is not None:
             import peft
 
@@ -306,8 +309,9 @@ def _facts_cached(config_json: str, config_class: str, name: str, task: str, met
 
 
 def model_facts(model, *, task="causal-lm", num_labels=2, method="full", lora_r=8, lora_targets=None,
-                trainable_blocks=None, num_virtual_tokens=20) -> ModelFacts:
-    """Count the model with its method applied (cached: repeated estimates are instant)."""
+                trainable_blocks=None, num_virtual_tokens=20, head_modules=None) -> ModelFacts:
+    """Count the model with its method applied (cached: repeated estimates are instant). head_modules: the
+    modules that train whole beside the method, as peft's modules_to_save (None: the task head alone)."""
     _check_choice("task", task, TASKS)
     _check_choice("method", method, METHODS)
     config, name = _config_from(model, num_labels)
@@ -315,7 +319,16 @@ def model_facts(model, *, task="causal-lm", num_labels=2, method="full", lora_r=
     if method == "qlora" and targets is None:
         targets = "all-linear"  # QLoRA adapts every linear layer to make up for quantisation
     return _facts_cached(config.to_json_string(use_diff=False), type(config).__name__, name, task, method,
-                         int(lora_r), targets, trainable_blocks, int(num_virtual_tokens))
+                         int(lora_r), targets, trainable_blocks, int(num_virtual_tokens),
+                         tuple(head_modules) if head_modules else None)
+
+
+def _submodule(model, name: str):
+    """The module `name` names (a dotted path, or the last part of one, as peft's modules_to_save matches)."""
+    for path, module in model.named_modules():
+        if path == name or path.endswith("." + name):
+            return module
+    raise FriendlyError(f"head_modules names {name!r}, which this model does not have.")
 
 
 def _check_choice(what: str, value, choices) -> None:
@@ -786,7 +799,7 @@ def _inputs(facts: ModelFacts, wdtype: str, phase: str, *, task, num_labels, met
 def estimate(model, *, task="causal-lm", num_labels=2, method="full", lora_r=8, lora_targets=None,
              trainable_blocks=None, num_virtual_tokens=20, optimizer="adamw", precision="bf16",
              weights_dtype=None, double_quant=True, gradient_checkpointing=False, micro_batch=1,
-             seq_len=512, grad_accum=1, gpu=None) -> Estimate:
+             seq_len=512, grad_accum=1, gpu=None, head_modules=None) -> Estimate:
     """Estimate peak memory (allocated, reserved, device-used) and step time of a training run.
 
     model: a hub id with an offline config (helpers.tiny.FULL_CONFIGS), a local checkpoint
@@ -795,6 +808,7 @@ def estimate(model, *, task="causal-lm", num_labels=2, method="full", lora_r=8, 
     (fp16/bf16 = autocast over fp32 weights) or fp32. weights_dtype: the dtype the weights are
     loaded in (default fp32; QLoRA: NF4 blocks, the rest fp32 after prepare_model_for_kbit_training).
     gpu: a name from helpers.gpus (None: no CUDA context and no step time, e.g. a CPU run).
+    head_modules: modules that train whole beside the method (peft's modules_to_save; None: the task head).
     step_time_s is the time of one optimizer step (grad_accum micro-batches).
     """
     _check_recipe(method, optimizer, precision, weights_dtype, micro_batch, seq_len, grad_accum,
@@ -802,7 +816,7 @@ def estimate(model, *, task="causal-lm", num_labels=2, method="full", lora_r=8, 
     gpu_spec = _gpus.get(gpu) if gpu is not None else None
     facts = model_facts(model, task=task, num_labels=num_labels, method=method, lora_r=lora_r,
                         lora_targets=lora_targets, trainable_blocks=trainable_blocks,
-                        num_virtual_tokens=num_virtual_tokens)
+                        num_virtual_tokens=num_virtual_tokens, head_modules=head_modules)
     wdtype = _weights_dtype(method, weights_dtype)
     trainable_bytes = _trainable_bytes(facts, wdtype)
     b, s = micro_batch, seq_len

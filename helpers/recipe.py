@@ -86,6 +86,7 @@ class Recipe:
     trainable_blocks: int | None = None
     weights_dtype: str | None = None    # the dtype the weights load in (None: fp32)
     double_quant: bool = True
+    head_modules: tuple | None = None   # what trains whole beside the method (modules_to_save; None: the task head)
 
     @property
     def effective_batch(self) -> int:
@@ -109,7 +110,8 @@ class Recipe:
                       optimizer=self.optimizer, gradient_checkpointing=self.gradient_checkpointing,
                       double_quant=self.double_quant)
         optional = dict(lora_r=self.lora_r, lora_targets=self.lora_targets, num_virtual_tokens=self.num_virtual_tokens,
-                        trainable_blocks=self.trainable_blocks, weights_dtype=self.weights_dtype)
+                        trainable_blocks=self.trainable_blocks, weights_dtype=self.weights_dtype,
+                        head_modules=self.head_modules)
         return kwargs | {k: v for k, v in optional.items() if v is not None}
 
     def estimate(self, gpu: str | None = None, **changes) -> "_estimate.Estimate":
@@ -143,13 +145,16 @@ class Recipe:
 
 
 def read(model, *, training, seq_len: int, peft_config=None, quantization=None, task: str | None = None,
-         num_labels: int = 2, trainable_blocks: int | None = None, weights_dtype: str | None = None) -> Recipe:
+         num_labels: int = 2, trainable_blocks: int | None = None, weights_dtype: str | None = None,
+         head_modules=None) -> Recipe:
     """The Recipe of these objects.
 
     training: TrainingArguments / SFTConfig, or the dict of keywords that builds one (per_device_train_batch_size,
     gradient_accumulation_steps, optim, fp16/bf16, gradient_checkpointing are read). peft_config: a peft config or
     None (full fine-tuning; with trainable_blocks, freezing all but the last blocks). quantization: a
     BitsAndBytesConfig; 4-bit with LoRA is QLoRA. task: causal-lm | seq-cls (default: the peft config's task_type).
+    head_modules: the modules that train whole beside the method, for freezing (a peft config's own
+    modules_to_save are read from it).
     """
     method, lora_r, lora_targets, virtual_tokens = "full", None, None, None
     if peft_config is not None:
@@ -165,6 +170,7 @@ def read(model, *, training, seq_len: int, peft_config=None, quantization=None, 
         task = task or PEFT_TASKS.get(task_type)
     elif trainable_blocks:
         method = "frozen"
+    head_modules = getattr(peft_config, "modules_to_save", None) or head_modules
     four_bit = quantization is not None and getattr(quantization, "load_in_4bit", False)
     if four_bit:
         if method != "lora":
@@ -186,4 +192,5 @@ def read(model, *, training, seq_len: int, peft_config=None, quantization=None, 
                                               or _field(training, "gradient_checkpointing", False)),
                   num_labels=num_labels, lora_r=lora_r, lora_targets=lora_targets, num_virtual_tokens=virtual_tokens,
                   trainable_blocks=trainable_blocks if method == "frozen" else None, weights_dtype=weights_dtype,
-                  double_quant=bool(getattr(quantization, "bnb_4bit_use_double_quant", True)) if four_bit else True)
+                  double_quant=bool(getattr(quantization, "bnb_4bit_use_double_quant", True)) if four_bit else True,
+                  head_modules=tuple(head_modules) if head_modules else None)

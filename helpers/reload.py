@@ -45,6 +45,14 @@ class NothingToMerge(FriendlyError):
 
 
 # ----------------------------------------------------------------------------- loading (the child's side)
+def modules_saved_whole(adapter_dir) -> list[str]:
+    """The modules an adapter saved whole (peft's modules_to_save): they trained unquantised, so stay so."""
+    path = Path(adapter_dir) / "adapter_config.json" if adapter_dir else None
+    if path is None or not path.exists():
+        return []
+    return list(json.loads(path.read_text()).get("modules_to_save") or [])
+
+
 def num_labels_of_adapter(adapter_dir) -> int | None:
     """The number of classes of a classification adapter, read from its saved head (None if none)."""
     from safetensors import safe_open
@@ -130,7 +138,8 @@ def load(base=None, adapter_dir=None, merged_dir=None, *, task="seq-cls", load_i
         kwargs["quantization_config"] = transformers.BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=_torch_dtype(compute_dtype or dtype),
-            llm_int8_skip_modules=skip_modules if skip_modules is not None else DEFAULT_SKIP_4BIT.get(task))
+            llm_int8_skip_modules=skip_modules if skip_modules is not None else
+            list(dict.fromkeys(DEFAULT_SKIP_4BIT.get(task, []) + modules_saved_whole(adapter_dir))))
         kwargs["device_map"] = {"": 0} if device == "cuda" else None
     model = auto.from_pretrained(base, dtype=torch_dtype, **kwargs)
     if load_in_4bit and device == "cpu":
@@ -246,7 +255,8 @@ def predictions_in_fresh_process(base=None, adapter_dir=None, merged_dir=None, *
     batch: {"input_ids", "attention_mask"} tensors (other keys are ignored). dtype: "float32"
     (default), "float16" or "bfloat16" (or the torch dtype): the weights' dtype, and the compute
     dtype of 4-bit layers. num_labels: classes of a classifier (default: read from the adapter).
-    skip_modules: 4-bit only, modules left unquantised (default for seq-cls: the new head).
+    skip_modules: 4-bit only, modules left unquantised (default: a classifier's new head and the
+    modules the adapter saved whole, its modules_to_save).
     device: where the child runs (default: CUDA when there is one); on a small GPU free the
     notebook's model first. The child inherits this Python and environment (Colab, nbmake).
 

@@ -16,9 +16,10 @@ if not os.environ.get("NB_CHECKPOINT_DIR"):
     os.environ["NB_CHECKPOINT_DIR"] = tempfile.mkdtemp(prefix="nb-checkpoints-")
 
 
-# Seconds each slow file took in a `make test` on 2 cores (2026-12-04). pytest-xdist hands out whole files
-# (--dist loadfile) in collection order, so the slowest go first: collected last, nbmake's notebooks used to run
-# alone at the end while the other worker sat idle. A file not listed counts as quick; the figures only order.
+# Seconds each slow file took in a `make test` on 2 cores (2026-12-04). pytest-xdist (--dist loadgroup) hands out
+# whole groups, one per test file, in collection order, so the slowest go first: collected last, nbmake's notebooks
+# used to run alone at the end while the other worker sat idle. A file not listed counts as quick; the figures
+# only order.
 SLOW_FILES = {
     "test_resume_03.py": 256, "03_accounting_sft.ipynb": 176, "test_full_profile.py": 167,
     "test_full_profile_04_05.py": 153, "test_resume_05.py": 152, "04_gradient_accumulation.ipynb": 150,
@@ -26,11 +27,51 @@ SLOW_FILES = {
     "test_real_01.py": 85, "test_bad_input.py": 72, "02_qlora_gpt_neox_20b.ipynb": 56,
     "01_complaint_classification.ipynb": 45,
 }
+# A notebook whose nbmake run is also its resume test's uninterrupted run (resume_cases.KEPT_RUNS) joins that
+# test's group, ahead of it.
+RESUMED_BY = {"01_complaint_classification": "test_resume_01.py", "02_qlora_gpt_neox_20b": "test_resume_02.py",
+              "03_accounting_sft": "test_resume_03.py"}
 
 
+def _group(item) -> str:
+    return RESUMED_BY.get(item.path.stem, item.path.name) if item.path.suffix == ".ipynb" else item.path.name
+
+
+@pytest.hookimpl(tryfirst=True)   # before xdist's own hook, which reads the groups
 def pytest_collection_modifyitems(items):
-    """The slowest files first (a stable sort: a file's own tests keep their order)."""
-    items.sort(key=lambda item: -SLOW_FILES.get(item.path.name, 0))
+    """One xdist group per file (a resumed notebook in its resume test's), the slowest groups first, a notebook
+    ahead of its resume test; a stable sort, so a file's own tests keep their order."""
+    files = {}
+    for item in items:
+        files.setdefault(_group(item), set()).add(item.path.name)
+    weight = {group: sum(SLOW_FILES.get(name, 0) for name in names) for group, names in files.items()}
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(_group(item)))
+    items.sort(key=lambda item: (-weight[_group(item)], _group(item), item.path.suffix != ".ipynb"))
+
+
+class KeepUninterruptedRuns:
+    """nbmake's run of a resumed notebook keeps its checkpoints and record for the resume test (resume_cases).
+    A plugin, not a conftest hook: a conftest's run hooks reach only the tests in its own folder."""
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_call(self, item):
+        if item.path.suffix != ".ipynb" or item.path.stem not in RESUMED_BY:
+            return (yield)
+        import tempfile
+        from pathlib import Path
+
+        import resume_cases
+
+        folder = Path(tempfile.mkdtemp(prefix=f"nb-{item.path.stem}-"))
+        with resume_cases.keeping_the_uninterrupted_run(folder):
+            result = yield
+        resume_cases.KEPT_RUNS[item.path.stem] = folder   # only once it passed: else the resume test runs its own
+        return result
+
+
+def pytest_configure(config):
+    config.pluginmanager.register(KeepUninterruptedRuns(), "keep-uninterrupted-runs")
 
 
 def load_script(path):

@@ -8,13 +8,16 @@ fills a checkpoint folder with what a run stopped right after the checkpoint of 
 and the notebook runs again on it. It must say that it resumes from that step, its record must say which run
 resumed (resumed_from), and it must end with the very weights (hash of the trainable weights, exact on a CPU)
 and the learned figures of the uninterrupted run. Two runs, not three (cut short, resumed, uninterrupted to
-compare with), and the second trains only the tail.
+compare with), and the second trains only the tail. Under pytest the uninterrupted run is nbmake's own run of
+the notebook (conftest puts the two on one worker, the notebook first, and `keeping_the_uninterrupted_run` keeps
+its checkpoints and record): one run of the notebook less per resume test. Run alone, the test makes its own.
 
 NB_FAULT=oom@1 raises PyTorch's out-of-memory error at the first training step; the notebook must stop with
 OutOfMemoryAdvice: the recipe's estimate (micro-batch, accumulation, checkpointing, 4-bit or not) and fixes with
 numbers. NB_FAULT=disconnect@N (a Colab disconnect right after the checkpoint of step N) is left to one cheap run
 each in 04 and 05, whose own code handles the fault (04's loop raises it, 05's loop of runs must let it through).
 """
+import contextlib
 import json
 import os
 import re
@@ -142,10 +145,34 @@ def _copy_to(source: Path, target: Path):
 TWO_THREADS = {"OMP_NUM_THREADS": "2", "OMP_WAIT_POLICY": "PASSIVE"}
 
 
-def run(name, checkpoint_dir: Path, output_dir: Path, fault=""):
-    env = {"NB_PROFILE": "smoke", "NB_DRIVE": "0", "NB_FAULT": fault, **TWO_THREADS,
+# Notebooks whose nbmake run is kept as their resume test's uninterrupted run: name -> its folder (checkpoints,
+# copies, uninterrupted), set once that run has passed (conftest.pytest_runtest_call).
+KEPT_RUNS: dict[str, Path] = {}
+
+
+def run(name, checkpoint_dir: Path, output_dir: Path, fault="", threads=TWO_THREADS):
+    env = {"NB_PROFILE": "smoke", "NB_DRIVE": "0", "NB_FAULT": fault, **threads,
            "NB_CHECKPOINT_DIR": str(checkpoint_dir), "NB_OUTPUT_DIR": str(output_dir)}
     return execute_notebook(ROOT / "notebooks" / f"{name}.ipynb", env, timeout=600)
+
+
+@contextlib.contextmanager
+def keeping_the_uninterrupted_run(folder: Path):
+    """While the block runs a notebook (nbmake's run of it, in this process's environment), its checkpoints go to
+    folder/checkpoints, a copy of each to folder/copies, and its record to folder/uninterrupted."""
+    env = {"NB_DRIVE": "0", "NB_FAULT": "", "NB_CHECKPOINT_DIR": str(folder / "checkpoints"),
+           "NB_OUTPUT_DIR": str(folder / "uninterrupted")}
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)   # the kernel nbmake starts inherits it
+    try:
+        with CheckpointCopies(folder / "checkpoints", folder / "copies"):
+            yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def learned(name, output_dir: Path):
@@ -157,16 +184,21 @@ def learned(name, output_dir: Path):
 def resumed_from_a_late_checkpoint_ends_like_the_uninterrupted_run(name, step, tmp_path, runs=1):
     """Run `name` uninterrupted, then again from the copy of its checkpoint of `step` (in every one of its
     `runs` Trainer runs); the second must resume there and end with the first's weights and figures."""
-    checkpoint_dir, copies = tmp_path / "checkpoints", tmp_path / "copies"
-    with CheckpointCopies(checkpoint_dir, copies):
-        text, error = run(name, checkpoint_dir, tmp_path / "uninterrupted")
-    assert error is None, text[-3000:]
-    uninterrupted, _ = learned(name, tmp_path / "uninterrupted")
+    if name in KEPT_RUNS:   # nbmake's run of the notebook, in this environment: resume with the same threads
+        kept, threads = KEPT_RUNS[name], {}
+        checkpoint_dir, copies, first = kept / "checkpoints", kept / "copies", kept / "uninterrupted"
+    else:
+        threads = TWO_THREADS
+        checkpoint_dir, copies, first = tmp_path / "checkpoints", tmp_path / "copies", tmp_path / "uninterrupted"
+        with CheckpointCopies(checkpoint_dir, copies):
+            text, error = run(name, checkpoint_dir, first)
+        assert error is None, text[-3000:]
+    uninterrupted, _ = learned(name, first)
 
     shutil.rmtree(checkpoint_dir)   # the same folder again: 03's Trainer state names its best checkpoint's path
     stopped_after(step, copies, checkpoint_dir)
     # run again as after that disconnect, with the same NB_FAULT: a run resumed at its step does not fire it
-    text, error = run(name, checkpoint_dir, tmp_path / "resumed", fault=f"disconnect@{step}")
+    text, error = run(name, checkpoint_dir, tmp_path / "resumed", fault=f"disconnect@{step}", threads=threads)
     assert error is None, text[-3000:]
     assert len(re.findall(rf"resuming from step {step} of \d+: ", text)) == runs, text[-3000:]
     resumed, record = learned(name, tmp_path / "resumed")

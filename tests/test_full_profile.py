@@ -22,7 +22,7 @@ from hub_cache import build_hub_cache
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted(p.stem for p in (ROOT / "notebooks").glob("0*.ipynb"))
-# 04 and 05 run from tests/test_full_profile_04_05.py, so that pytest-xdist (--dist loadfile) spreads the runs
+# 04 and 05 run from tests/test_full_profile_04_05.py, so that pytest-xdist (one group per file) spreads the runs
 HERE = [n for n in NOTEBOOKS if n[:2] not in ("04", "05")]
 TIMEOUT = 600          # seconds per cell
 # 03's full data are not downloaded but generated (3,000 rows, 300 optimizer steps: minutes on a CPU); the

@@ -84,3 +84,51 @@ def test_transformers_5s_activation_checkpointing_counts_as_checkpointing():
                        training=dict(per_device_train_batch_size=4, activation_checkpointing=True,
                                      optim="paged_adamw_32bit"))
     assert read.gradient_checkpointing and read.optimizer == "paged_adamw_32bit"
+
+
+# ----------------------------------------------------------------------------- a head of several modules
+# BERT's counterpart of RoBERTa's two-layer head is its pooler plus the classifier (notebooks 01 and 05 in `real`
+# train both): the estimator must count what the recipe saves, or its trainable parameters disagree with peft's.
+def tiny_bert(tmp_path):
+    from transformers import BertConfig, BertForSequenceClassification
+
+    config = BertConfig(vocab_size=120, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64, num_labels=2)
+    BertForSequenceClassification(config).save_pretrained(tmp_path)
+    return BertForSequenceClassification, str(tmp_path)
+
+
+@pytest.mark.parametrize("config", [
+    PromptTuningConfig(task_type="SEQ_CLS", num_virtual_tokens=4, modules_to_save=["classifier", "pooler"]),
+    LoraConfig(task_type="SEQ_CLS", r=4, target_modules=["query", "value"], modules_to_save=["classifier", "pooler"]),
+], ids=["prompt", "lora"])
+def test_the_estimate_counts_every_module_a_peft_config_saves(config, tmp_path):
+    import copy
+    import dataclasses
+
+    from peft import get_peft_model
+
+    model_class, folder = tiny_bert(tmp_path)
+    model = get_peft_model(model_class.from_pretrained(folder), copy.deepcopy(config))
+    counted = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    read = recipe.read(folder, training=TRAINING, peft_config=config, seq_len=32)
+    assert read.head_modules == ("classifier", "pooler")
+    assert read.estimate().trainable_params == counted
+    pooler = 32 * 32 + 32
+    without = recipe.read(folder, training=TRAINING, peft_config=dataclasses.replace(config, modules_to_save=None), seq_len=32)
+    assert read.estimate().trainable_params - without.estimate().trainable_params == pooler
+
+
+def test_freezing_counts_the_head_modules_it_is_given(tmp_path):
+    model_class, folder = tiny_bert(tmp_path)
+    model = model_class.from_pretrained(folder)
+    model.requires_grad_(False)
+    for module in (model.bert.encoder.layer[1], model.classifier, model.bert.pooler):
+        module.requires_grad_(True)
+    counted = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    read = recipe.read(folder, training=TRAINING, trainable_blocks=1, seq_len=32, task="seq-cls",
+                       head_modules=["classifier", "pooler"])
+    assert read.estimate().trainable_params == counted
+    with pytest.raises(Exception, match="does not have"):
+        recipe.read(folder, training=TRAINING, trainable_blocks=1, seq_len=32, task="seq-cls",
+                    head_modules=["score"]).estimate()

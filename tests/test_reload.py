@@ -204,6 +204,25 @@ def test_a_mixed_precision_qlora_model_reloads_identically_with_its_dtype_layout
     assert not torch.equal(reloaded(), reference), "control: all in bf16, the model computes differently"
 
 
+def test_a_4bit_classifier_reloads_with_the_modules_it_saved_whole_left_unquantised(paths, tmp_path):
+    """Notebook 05 (real) trains the pretrained pooler beside the head and keeps both out of the 4-bit
+    conversion. The reload must read them from the adapter (its modules_to_save): quantised, the pooler
+    cannot be made trainable and peft stops with 'only Tensors of floating point dtype can require gradients'."""
+    skip = ["classifier", "roberta.encoder.layer.0.output.dense"]  # (RoBERTa has no pooler: a body layer stands in)
+    config = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                bnb_4bit_compute_dtype=torch.float32, llm_int8_skip_modules=skip)
+    transformers.set_seed(0)
+    base = AutoModelForSequenceClassification.from_pretrained(paths["roberta"], num_labels=3, quantization_config=config,
+                                                              dtype=torch.float32)
+    reload.keep_cpu_4bit_layout(base)
+    model = as_if_trained(get_peft_model(base, LoraConfig(task_type="SEQ_CLS", r=4, target_modules=["query", "value"],
+                                                          modules_to_save=skip)))
+    model.save_pretrained(tmp_path / "adapter")
+    assert reload.modules_saved_whole(tmp_path / "adapter") == skip
+    again = reload.load(paths["roberta"], tmp_path / "adapter", task="seq-cls", load_in_4bit=True)
+    assert torch.equal(reload.predict(again, BATCH)["logits"], reload.predict(model, BATCH)["logits"])
+
+
 def test_a_merge_the_disk_cannot_hold_is_refused_before_writing(fresh, tmp_path, monkeypatch):
     """The H200 bench of notebook 02 ran out of disk writing a 40 GB merged model: now a clear message first."""
     import shutil
