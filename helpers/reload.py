@@ -138,8 +138,9 @@ def load(base=None, adapter_dir=None, merged_dir=None, *, task="seq-cls", load_i
         kwargs["quantization_config"] = transformers.BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=_torch_dtype(compute_dtype or dtype),
+            # None (not []) when there is nothing to add: transformers then keeps its own default (lm_head)
             llm_int8_skip_modules=skip_modules if skip_modules is not None else
-            list(dict.fromkeys(DEFAULT_SKIP_4BIT.get(task, []) + modules_saved_whole(adapter_dir))))
+            (list(dict.fromkeys(DEFAULT_SKIP_4BIT.get(task, []) + modules_saved_whole(adapter_dir))) or None))
         kwargs["device_map"] = {"": 0} if device == "cuda" else None
     model = auto.from_pretrained(base, dtype=torch_dtype, **kwargs)
     if load_in_4bit and device == "cpu":
