@@ -86,6 +86,21 @@ def load_script(path):
     return module
 
 
+@contextlib.contextmanager
+def environment(env: dict):
+    """`env` added to os.environ while the block runs (a kernel started in it inherits it), then put back."""
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update({key: str(value) for key, value in env.items()})
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 def execute_notebook(notebook, env: dict, timeout: int = 600):
     """Run a notebook top to bottom in a fresh kernel with `env` added to the environment.
 
@@ -100,22 +115,14 @@ def execute_notebook(notebook, env: dict, timeout: int = 600):
 
     notebook = Path(notebook)
     nb = nbformat.read(notebook, as_version=4)
-    saved = {key: os.environ.get(key) for key in env}
-    os.environ.update({key: str(value) for key, value in env.items()})   # the kernel inherits it
     error = None
-    try:
+    with environment(env):   # the kernel inherits it
         client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
                                 resources={"metadata": {"path": str(notebook.parent)}})
         try:
             client.execute()
         except CellExecutionError as err:
             error = err.ename
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
     printed = []
     for cell in nb.cells:
         for output in cell.get("outputs", []):

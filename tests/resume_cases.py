@@ -25,7 +25,7 @@ import shutil
 import threading
 from pathlib import Path
 
-from conftest import execute_notebook
+from conftest import environment, execute_notebook
 
 from helpers.checkpoints import IDENTITY_FILE
 
@@ -162,17 +162,8 @@ def keeping_the_uninterrupted_run(folder: Path):
     folder/checkpoints, a copy of each to folder/copies, and its record to folder/uninterrupted."""
     env = {"NB_DRIVE": "0", "NB_FAULT": "", "NB_CHECKPOINT_DIR": str(folder / "checkpoints"),
            "NB_OUTPUT_DIR": str(folder / "uninterrupted")}
-    saved = {key: os.environ.get(key) for key in env}
-    os.environ.update(env)   # the kernel nbmake starts inherits it
-    try:
-        with CheckpointCopies(folder / "checkpoints", folder / "copies"):
-            yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    with environment(env), CheckpointCopies(folder / "checkpoints", folder / "copies"):   # nbmake's kernel inherits env
+        yield
 
 
 def learned(name, output_dir: Path):
