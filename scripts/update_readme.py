@@ -65,6 +65,9 @@ def record_block(record: dict) -> str:
         lines.append(f"| {run['name']} | " + " | ".join(fmt(run.get(k)) for k, _ in used) + " |")
     if record.get("summary"):
         lines += ["", record["summary"]]
+    bases = sorted({run["cost_basis"] for run in record["runs"] if run.get("cost_basis") and run.get("compute_units")})
+    if bases:  # an estimated bill must not read as a measured one
+        lines += ["", "Compute units and dollars: " + "; ".join(bases) + "."]
     if record.get("t4_changes"):  # T4 emulation: what had to change for the recipe to run on a T4
         lines += ["", f"What had to change for a T4: {record['t4_changes']}"]
     if record.get("caveat"):  # a flaw found after the run, written into the record itself
