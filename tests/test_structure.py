@@ -145,6 +145,20 @@ def test_the_t4_column_says_what_ran_and_what_did_not():
     assert readme.t4_cell(tight).startswith("yes, tight (14.21 of 14.56 GiB needed): peak 13.3 GiB reserved")
 
 
+def test_an_estimated_bill_says_so_under_its_table():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("update_readme", ROOT / "scripts" / "update_readme.py")
+    readme = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(readme)
+    record = {"notebook": "05", "profile": "real", "date": "2026-12-04", "versions": {},
+              "gpu": {"name": "NVIDIA H200", "count": 1}, "readme_columns": ["compute_units"],
+              "runs": [{"name": "a", "compute_units": 0.01, "cost_basis": "estimated for a T4"}]}
+    assert "Compute units and dollars: estimated for a T4." in readme.record_block(record)
+    unbilled = dict(record, runs=[{"name": "a", "compute_units": None, "cost_basis": "estimated for a T4"}])
+    assert "Compute units and dollars" not in readme.record_block(unbilled)
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_a_run_is_billed_at_the_gpu_that_really_ran(path):
     """Under NB_EMULATE=T4, runtime.gpu_info() names the T4: billing an H200's wall time at a T4's rate was a wrong
