@@ -37,6 +37,30 @@ def _group(item) -> str:
     return RESUMED_BY.get(item.path.stem, item.path.name) if item.path.suffix == ".ipynb" else item.path.name
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_xdist_make_scheduler(config, log):
+    """Under `--dist loadgroup`, hand out the groups of _group() ourselves. xdist 3.8 marks a group by rewriting
+    `item._nodeid`, which pytest 9.2 no longer reads (a node's id lives in `_id`): its loadgroup then spreads a
+    file's tests over both workers, building each module fixture twice (seen: test_resume_05's 90 s set-up twice)."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class OneWorkerPerGroup(LoadScopeScheduling):
+        def __init__(self, config, log=None):
+            super().__init__(config, log)
+            # keep collection order (slowest group first, below), not xdist's "most tests first"
+            config.option.loadscopereorder = False
+
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            name = path.rsplit("/", 1)[-1]
+            stem = name.rsplit(".", 1)[0]
+            return RESUMED_BY.get(stem, name) if name.endswith(".ipynb") else name
+
+    return OneWorkerPerGroup(config, log)
+
+
 @pytest.hookimpl(tryfirst=True)   # before xdist's own hook, which reads the groups
 def pytest_collection_modifyitems(items):
     """One xdist group per file (a resumed notebook in its resume test's), the slowest groups first, a notebook
