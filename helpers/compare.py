@@ -95,6 +95,13 @@ def accuracy_noise(accuracy: float, test_rows: int) -> float:
     return math.sqrt(max(accuracy * (1 - accuracy), 1e-12) / test_rows)
 
 
+def gap_and_noise(ours: "pd.DataFrame", a: str, b: str, test_rows: int) -> tuple[float, float]:
+    """Mean accuracy of method a less method b's, and twice the noise of that gap on `test_rows` test pairs (the two
+    standard errors combined): a gap inside it is a tie."""
+    x, y = ours.loc[a, "accuracy"], ours.loc[b, "accuracy"]
+    return float(x - y), 2 * math.hypot(accuracy_noise(x, test_rows), accuracy_noise(y, test_rows))
+
+
 def ordered_beside(ours: "pd.DataFrame", theirs: dict, baseline: dict, their_baseline: tuple) -> "pd.DataFrame":
     """Our methods best first (by mean accuracy over seeds), with our rank, and the published figures and rank
     beside each method they measured; the majority baselines (ours and theirs) as the last row."""

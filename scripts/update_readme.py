@@ -37,7 +37,8 @@ LABELS = dict(COLUMNS) | {
     "dollars": "$", "test_f1": "test F1", "final_train_loss": "final loss",
     "loss_gap_mean": "loss gap (mean)", "loss_gap_max": "loss gap (max)",
     "within_tolerance": "within tolerance", "scaling_efficiency": "scaling efficiency",
-    "adapter_reloaded": "adapter reloads",
+    "adapter_reloaded": "adapter reloads", "seeds": "seeds", "test_accuracy_mean": "test acc (mean)",
+    "test_accuracy_spread": "test acc (sd)", "test_f1_mean": "test F1 (mean)",
 }
 
 
