@@ -149,10 +149,16 @@ def estimate_vs_measured(estimated: dict, measured: dict, source: str, unit: str
     xs = range(len(names))
     ax.bar([x - 0.2 for x in xs], [estimated.get(n, 0) for n in names], width=0.4, label="estimated")
     ax.bar([x + 0.2 for x in xs], [measured[n] for n in names], width=0.4, label="measured")
+    top = max([measured[n] for n in names] + [estimated.get(n, 0) for n in names] + [1e-9])
+    for x, n in zip(xs, names):   # the estimate's error over each pair: what a reader checks first
+        if measured[n] and estimated.get(n):
+            ax.text(x, max(measured[n], estimated[n]) + 0.02 * top, f"{estimated[n] / measured[n] - 1:+.0%}",
+                    ha="center", va="bottom", fontsize=7)
+    ax.set_ylim(0, top * 1.3)      # room for the errors and the legend above the bars
     ax.set_xticks(list(xs), names, rotation=15, ha="right", fontsize=8)
     ax.set_ylabel(unit)
     ax.set_title(title)
-    ax.legend()
+    ax.legend(ncol=2, fontsize=8, loc="upper left")
     ax.grid(axis="y", alpha=0.3)
     return stamp(fig, source)
 

@@ -312,6 +312,15 @@ def predictions_in_fresh_process(base=None, adapter_dir=None, merged_dir=None, *
     return result["generated"] if generate else result["logits"]
 
 
+def tolerance(reference, device: str, *, on_cpu: float = 1e-5, floor: float = 0.0) -> float:
+    """How far a reloaded model's logits may be from `reference` and still be the same model: `on_cpu` on a CPU
+    (the same kernels in the same order), else 1e-3 of the largest |logit| (at least of `floor`): GPU kernels pick
+    their algorithm by the batch's shape, so the order of the sums, and so the rounding, may differ."""
+    if device == "cpu":
+        return on_cpu
+    return 1e-3 * max(floor, reference.abs().max().item())
+
+
 def compare(reference, reloaded, atol: float = 1e-5, what: str = "logits") -> float:
     """Print the largest difference between two predictions; raise ReloadMismatch beyond `atol`.
 

@@ -54,18 +54,27 @@ def for_profile(recipe: dict, profile: str, *, what: str = "", **overrides_by_pr
     0.01'; with `what`, 'smoke, post's recipe: ...', where a notebook has several recipes).
 
     Name the overrides of every profile that changes something (a profile left out changes nothing); an override
-    of a key the recipe does not have is a typo, and stops with the keys it does have.
+    of a key the recipe does not have is a typo, and stops with the keys it does have. `<profile>_on_gpu` (e.g.
+    `real_on_gpu`) changes a few keys more when the session trains on a GPU: a larger run where it is cheap, said
+    in one place instead of a device test in every key.
     """
-    unknown_profiles = set(overrides_by_profile) - set(runtime.PROFILES)
+    known = set(runtime.PROFILES) | {f"{name}_on_gpu" for name in runtime.PROFILES}
+    unknown_profiles = set(overrides_by_profile) - known
     if unknown_profiles:
         raise FriendlyError(f"for_profile: {sorted(unknown_profiles)} are not profiles; use "
-                            f"{', '.join(runtime.PROFILES)}.")
-    changes = overrides_by_profile.get(runtime.choose_profile_from(profile), {})
-    typos = [key for key in changes if key not in recipe]
-    if typos:
-        raise FriendlyError(f"the {profile} profile overrides {typos}, which the recipe does not have. The recipe's "
-                            f"keys: {', '.join(recipe)}.")
-    for key, value in changes.items():
-        if recipe[key] != value:
-            print(f"{profile}{', ' + what if what else ''}: {key} {recipe[key]!r} -> {value!r}")
-    return {**recipe, **changes}
+                            f"{', '.join(runtime.PROFILES)} (or one of them followed by _on_gpu).")
+    chosen = runtime.choose_profile_from(profile)
+    steps = [(profile, overrides_by_profile.get(chosen, {}))]
+    if f"{chosen}_on_gpu" in overrides_by_profile and runtime.device() == "cuda":
+        steps.append((f"{profile} on a GPU", overrides_by_profile[f"{chosen}_on_gpu"]))
+    result = dict(recipe)
+    for label, changes in steps:
+        typos = [key for key in changes if key not in recipe]
+        if typos:
+            raise FriendlyError(f"the {label} profile overrides {typos}, which the recipe does not have. The "
+                                f"recipe's keys: {', '.join(recipe)}.")
+        for key, value in changes.items():
+            if result[key] != value:
+                print(f"{label}{', ' + what if what else ''}: {key} {result[key]!r} -> {value!r}")
+        result.update(changes)
+    return result

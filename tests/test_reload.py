@@ -289,3 +289,14 @@ def test_notebook_02_checks_room_before_loading_for_the_merge():
     assert merge.index("reload.merge_shortfall(") < merge.index("load_4bit()")
     code = "\n".join("".join(c["source"]) for c in notebook["cells"] if c["cell_type"] == "code")
     assert code.count("timeout=READ_TIMEOUT_S") == 3            # every fresh process that reads the checkpoint
+
+
+def test_the_reload_tolerance_is_rounding_only():
+    import torch
+
+    from helpers import reload
+
+    logits = torch.tensor([[-3.0, 0.5], [8.0, -0.2]])
+    assert reload.tolerance(logits, "cpu") == 1e-5 and reload.tolerance(logits, "cpu", on_cpu=1e-4) == 1e-4
+    assert reload.tolerance(logits, "cuda") == pytest.approx(8e-3)           # 1e-3 of the largest |logit|
+    assert reload.tolerance(logits / 100, "cuda", floor=1.0) == pytest.approx(1e-3)

@@ -88,6 +88,21 @@ def test_a_profile_changes_only_what_it_names_and_says_so(capsys):
         session.for_profile(base, "smoke", smok=dict(learning_rate=1e-2))
 
 
+def test_a_profiles_gpu_overrides_apply_on_a_gpu_only(monkeypatch, capsys):
+    from helpers import runtime
+
+    base = dict(num_train_epochs=2, max_steps=-1)
+    overrides = dict(real=dict(num_train_epochs=1), real_on_gpu=dict(num_train_epochs=3, max_steps=90))
+    monkeypatch.setattr(runtime, "device", lambda: "cpu")
+    assert session.for_profile(base, "real", **overrides) == dict(num_train_epochs=1, max_steps=-1)
+    monkeypatch.setattr(runtime, "device", lambda: "cuda")
+    assert session.for_profile(base, "real", **overrides) == dict(num_train_epochs=3, max_steps=90)
+    assert "real on a GPU: num_train_epochs 1 -> 3" in capsys.readouterr().out
+    assert session.for_profile(base, "smoke", **overrides) == base      # another profile's GPU keys change nothing
+    with pytest.raises(FriendlyError, match="real on a GPU profile overrides"):
+        session.for_profile(base, "real", real_on_gpu=dict(max_step=90))
+
+
 def test_the_session_mounts_drive_through_checkpoints_setup(monkeypatch, tmp_path, capsys):
     from helpers import checkpoints
 
