@@ -33,8 +33,14 @@ RESUMED_BY = {"01_complaint_classification": "test_resume_01.py", "02_qlora_gpt_
               "03_accounting_sft": "test_resume_03.py"}
 
 
+def group_of(file_name: str) -> str:
+    """The xdist group of a test file: its own name, or for a resumed notebook its resume test's file."""
+    stem, _, suffix = file_name.rpartition(".")
+    return RESUMED_BY.get(stem, file_name) if suffix == "ipynb" else file_name
+
+
 def _group(item) -> str:
-    return RESUMED_BY.get(item.path.stem, item.path.name) if item.path.suffix == ".ipynb" else item.path.name
+    return group_of(item.path.name)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -53,10 +59,7 @@ def pytest_xdist_make_scheduler(config, log):
             config.option.loadscopereorder = False
 
         def _split_scope(self, nodeid: str) -> str:
-            path = nodeid.split("::", 1)[0]
-            name = path.rsplit("/", 1)[-1]
-            stem = name.rsplit(".", 1)[0]
-            return RESUMED_BY.get(stem, name) if name.endswith(".ipynb") else name
+            return group_of(nodeid.split("::", 1)[0].rsplit("/", 1)[-1])
 
     return OneWorkerPerGroup(config, log)
 
