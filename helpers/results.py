@@ -49,6 +49,15 @@ def claim(claim: str, *, published: str, ours: str, holds: bool | None, why: str
     return {"claim": claim, "published": published, "ours": ours, "holds": holds, "why": why}
 
 
+VERDICT = {True: "reproduced", False: "not reproduced", None: "partly / not comparable"}   # of a claim's `holds`
+
+
+def claim_text(c: dict) -> str:
+    """One claim as a notebook prints it: the verdict, the claim, both sides and why."""
+    why = f"\n    why: {c['why']}" if c.get("why") else ""
+    return f"{VERDICT[c['holds']]}: {c['claim']}\n    published: {c['published']}\n    ours: {c['ours']}{why}"
+
+
 def validate(record: dict) -> None:
     missing = [key for key in REQUIRED if key not in record]
     if missing:

@@ -63,16 +63,17 @@ def for_profile(recipe: dict, profile: str, *, what: str = "", **overrides_by_pr
     if unknown_profiles:
         raise FriendlyError(f"for_profile: {sorted(unknown_profiles)} are not profiles; use "
                             f"{', '.join(runtime.PROFILES)} (or one of them followed by _on_gpu).")
-    chosen = runtime.choose_profile_from(profile)
-    steps = [(profile, overrides_by_profile.get(chosen, {}))]
-    if f"{chosen}_on_gpu" in overrides_by_profile and runtime.device() == "cuda":
-        steps.append((f"{profile} on a GPU", overrides_by_profile[f"{chosen}_on_gpu"]))
-    result = dict(recipe)
-    for label, changes in steps:
+    for name, changes in overrides_by_profile.items():   # every profile's, so a typo shows on any machine
         typos = [key for key in changes if key not in recipe]
         if typos:
-            raise FriendlyError(f"the {label} profile overrides {typos}, which the recipe does not have. The "
-                                f"recipe's keys: {', '.join(recipe)}.")
+            raise FriendlyError(f"the {name} overrides {typos}, which the recipe does not have. The recipe's keys: "
+                                f"{', '.join(recipe)}.")
+    chosen = runtime.choose_profile_from(profile)
+    steps = [(profile, overrides_by_profile.get(chosen, {}))]
+    if runtime.device() == "cuda":
+        steps.append((f"{profile} on a GPU", overrides_by_profile.get(f"{chosen}_on_gpu", {})))
+    result = dict(recipe)
+    for label, changes in steps:
         for key, value in changes.items():
             if result[key] != value:
                 print(f"{label}{', ' + what if what else ''}: {key} {result[key]!r} -> {value!r}")

@@ -126,7 +126,7 @@ def t4_records() -> dict:
     return found
 
 
-VERDICT = {True: "reproduced", False: "not reproduced", None: "partly / not comparable"}
+VERDICT = results.VERDICT
 
 
 def table_cell(text: str) -> str:

@@ -16,8 +16,8 @@ if not os.environ.get("NB_CHECKPOINT_DIR"):
     os.environ["NB_CHECKPOINT_DIR"] = tempfile.mkdtemp(prefix="nb-checkpoints-")
 
 
-# Seconds each slow file took in a `make test` on 2 cores (2026-12-04). pytest-xdist (--dist loadgroup) hands out
-# whole groups, one per test file, in collection order, so the slowest go first: collected last, nbmake's notebooks
+# Seconds each slow file took in a `make test` on 2 cores (2026-12-04). The scheduler below (--dist loadgroup) hands
+# out whole groups, one per test file, in collection order, so the slowest go first: collected last, nbmake's notebooks
 # used to run alone at the end while the other worker sat idle. A file not listed counts as quick; the figures
 # only order.
 SLOW_FILES = {
@@ -45,7 +45,7 @@ def _group(item) -> str:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_xdist_make_scheduler(config, log):
-    """Under `--dist loadgroup`, hand out the groups of _group() ourselves. xdist 3.8 marks a group by rewriting
+    """Under `--dist loadgroup`, hand out the groups of group_of() ourselves. xdist 3.8 marks a group by rewriting
     `item._nodeid`, which pytest 9.2 no longer reads (a node's id lives in `_id`): its loadgroup then spreads a
     file's tests over both workers, building each module fixture twice (seen: test_resume_05's 90 s set-up twice)."""
     if config.getvalue("dist") != "loadgroup":
@@ -64,16 +64,14 @@ def pytest_xdist_make_scheduler(config, log):
     return OneWorkerPerGroup(config, log)
 
 
-@pytest.hookimpl(tryfirst=True)   # before xdist's own hook, which reads the groups
 def pytest_collection_modifyitems(items):
-    """One xdist group per file (a resumed notebook in its resume test's), the slowest groups first, a notebook
-    ahead of its resume test; a stable sort, so a file's own tests keep their order."""
+    """The groups (group_of: one per file, a resumed notebook in its resume test's) slowest first, a notebook ahead
+    of its resume test; a stable sort, so a file's own tests keep their order. The scheduler above hands the groups
+    out in this order."""
     files = {}
     for item in items:
         files.setdefault(_group(item), set()).add(item.path.name)
     weight = {group: sum(SLOW_FILES.get(name, 0) for name in names) for group, names in files.items()}
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(_group(item)))
     items.sort(key=lambda item: (-weight[_group(item)], _group(item), item.path.suffix != ".ipynb"))
 
 

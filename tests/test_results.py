@@ -60,3 +60,13 @@ def test_a_claim_that_does_not_simply_hold_says_why():
     assert held["holds"] is True and held["why"] == ""
     with pytest.raises(ValueError, match="say why"):
         results.claim("prefix beats prompt", published="0.877 vs 0.730", ours="0.70 vs 0.75", holds=False)
+
+
+def test_a_claim_prints_its_verdict_as_the_readme_does():
+    from helpers import results
+
+    partly = results.claim("x beats y", published="0.9", ours="0.8", holds=None, why="another model")
+    assert results.claim_text(partly).startswith("partly / not comparable: x beats y")
+    assert "why: another model" in results.claim_text(partly)
+    assert results.claim_text(results.claim("x", published="1", ours="1", holds=True)).startswith("reproduced: x")
+    assert "why" not in results.claim_text(results.claim("x", published="1", ours="1", holds=True))

@@ -128,11 +128,7 @@ def test_ci_runs_the_readme_test_command():
 
 
 def test_the_t4_column_says_what_ran_and_what_did_not():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("update_readme", ROOT / "scripts" / "update_readme.py")
-    readme = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(readme)
+    readme = load_script(ROOT / "scripts" / "update_readme.py")
     gpu = {"name": "Tesla T4", "count": 1, "emulated_on": "NVIDIA H200", "memory_cap_gib": 14.06}
     ran = {"gpu": gpu, "date": "2026-12-03", "runs": [{"name": "a", "peak_reserved_gib": 6.25, "peak_device_gib": 7.59}]}
     assert readme.t4_cell(None) == "not measured yet"
@@ -146,11 +142,7 @@ def test_the_t4_column_says_what_ran_and_what_did_not():
 
 
 def test_an_estimated_bill_says_so_under_its_table():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("update_readme", ROOT / "scripts" / "update_readme.py")
-    readme = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(readme)
+    readme = load_script(ROOT / "scripts" / "update_readme.py")
     record = {"notebook": "05", "profile": "real", "date": "2026-12-04", "versions": {},
               "gpu": {"name": "NVIDIA H200", "count": 1}, "readme_columns": ["compute_units"],
               "runs": [{"name": "a", "compute_units": 0.01, "cost_basis": "estimated for a T4"}]}

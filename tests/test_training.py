@@ -82,7 +82,7 @@ def test_a_profile_changes_only_what_it_names_and_says_so(capsys):
     session.for_profile(base, "smoke", what="post's recipe", smoke=dict(learning_rate=1e-2))
     assert "smoke, post's recipe: learning_rate 0.0003 -> 0.01" in capsys.readouterr().out
     assert session.for_profile(base, "full", smoke=dict(learning_rate=1e-2)) == base
-    with pytest.raises(FriendlyError, match="learning_rat.*does not have"):
+    with pytest.raises(FriendlyError, match="smoke overrides .'learning_rat'.*does not have"):
         session.for_profile(base, "smoke", smoke=dict(learning_rat=1e-2))
     with pytest.raises(FriendlyError, match="not profiles"):
         session.for_profile(base, "smoke", smok=dict(learning_rate=1e-2))
@@ -99,7 +99,8 @@ def test_a_profiles_gpu_overrides_apply_on_a_gpu_only(monkeypatch, capsys):
     assert session.for_profile(base, "real", **overrides) == dict(num_train_epochs=3, max_steps=90)
     assert "real on a GPU: num_train_epochs 1 -> 3" in capsys.readouterr().out
     assert session.for_profile(base, "smoke", **overrides) == base      # another profile's GPU keys change nothing
-    with pytest.raises(FriendlyError, match="real on a GPU profile overrides"):
+    monkeypatch.setattr(runtime, "device", lambda: "cpu")   # a typo in the GPU keys stops on a CPU too
+    with pytest.raises(FriendlyError, match="real_on_gpu overrides .'max_step'"):
         session.for_profile(base, "real", real_on_gpu=dict(max_step=90))
 
 
