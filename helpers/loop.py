@@ -22,7 +22,7 @@ import gc
 import time
 from dataclasses import dataclass, field
 
-from . import checkpoints, memory, runtime
+from . import checkpoints, memory, runtime, wholerun
 
 
 @dataclass
@@ -54,6 +54,9 @@ def train(name, micro_batch_step, model, optimizer, scaler, loader, *, recipe, o
 
     micro_batch, accumulation = recipe.micro_batch, recipe.grad_accum
     updates_per_epoch = len(loader) // accumulation
+    plan = _whole_run_plan(name, recipe, loader, order, seed=seed, epochs=epochs, max_updates=max_updates,
+                           updates_per_epoch=updates_per_epoch, model=model,
+                           checkpoint_every=checkpoint_every if checkpoint_dir else None)
     # Where the loop is: saved with every checkpoint (weights, optimizer, scaler and random states go with it).
     progress = dict(epoch=0, next_batch=0, seen=0, updates=0, next_eval=eval_every, first_update_s=0.0,
                     first_update_seen=0, history=_empty_history())
@@ -122,7 +125,43 @@ def train(name, micro_batch_step, model, optimizer, scaler, loader, *, recipe, o
                    first_update_s=round(progress["first_update_s"], 2),
                    steady_samples_per_s=round((seen - steady_seen) / max(training_s - steady_s, 1e-9), 2),
                    training_s=round(training_s, 3), checkpoint_s=round(checkpoint_s, 3), **summary)
+    wholerun.finished_a_run()
+    if plan is not None and not resumed_from:
+        figures |= plan.as_dict() | {"measured_wall_s": round(summary["wall_s"], 2),
+                                     "wall_error": round(wholerun.error(plan, summary["wall_s"]), 4)}
+        print(f"{name}: whole run {summary['wall_s']:.1f} s measured, {plan.estimate_s:.1f} s estimated before "
+              f"training ({100 * wholerun.error(plan, summary['wall_s']):+.0f} %)")
     return tracker, history, figures
+
+
+def _whole_run_plan(name, recipe, loader, order, *, seed, epochs, max_updates, updates_per_epoch, model,
+                    checkpoint_every):
+    """The hand loop's whole-run estimate (helpers.wholerun) on a GPU, made before it trains; None on a CPU."""
+    from . import estimate as _estimate
+
+    if not runtime.cuda_available() or _estimate.gpu_key(runtime.physical_gpu()) is None:
+        return None
+    try:
+        lengths = wholerun._row_lengths(loader.dataset)
+        updates = updates_per_epoch * epochs if not max_updates else min(max_updates, updates_per_epoch * epochs)
+        batches = []
+        for epoch in range(min(epochs, 2)):
+            order.manual_seed(seed + epoch)           # the order the loop will see (it re-seeds the same way)
+            indices = list(loader.batch_sampler)[:updates_per_epoch * recipe.grad_accum]
+            batches.append([(len(chunk), wholerun.padded_length(max(lengths[i] for i in chunk), loader.collate_fn))
+                            if lengths else (len(chunk), recipe.seq_len) for chunk in indices])
+        shapes = [batches[e % len(batches)] for e in range(epochs)]
+        flat = [shape for epoch in shapes for shape in epoch][:updates * recipe.grad_accum]
+        every = max(1, checkpoint_every // recipe.effective_batch) if checkpoint_every else 0
+        plan = wholerun.plan(recipe, gpu=_estimate.gpu_key(runtime.physical_gpu()), updates=updates, batches=flat,
+                             checkpoints=updates // every if every else 0,
+                             checkpoint_bytes=checkpoints.checkpoint_size_gib(model) * _estimate.GIB)
+        plan.notes.append("the loop's evaluations are not in the estimate (its evaluate is the notebook's own)")
+        print(f"{name}, estimated before training: {plan}")
+        return plan
+    except Exception as problem:       # an estimate must not stop a training run
+        print(f"{name}: no whole-run estimate ({type(problem).__name__}: {problem})")
+        return None
 
 
 def from_trainer(run, model) -> Finished:

@@ -10,13 +10,15 @@
 * measurement: a memory callback (peaks per optimizer step, evaluations left out) and a checkpoint timer, so
   that training speed counts neither evaluating nor writing checkpoints;
 * out-of-memory advice: a GPU out-of-memory error becomes the recipe's estimate and the fixes that fit;
-* the trained weights' fingerprint (equal hashes: bit-identical trainable weights).
+* the trained weights' fingerprint (equal hashes: bit-identical trainable weights);
+* on a GPU, the whole run's time estimated before it trains (helpers.wholerun), printed, and written into the
+  record beside the measured time (estimated_wall_s, estimated_wall_range_s, wall_error).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import checkpoints, memory
+from . import checkpoints, memory, wholerun
 
 
 @dataclass
@@ -34,6 +36,8 @@ class MeasuredRun:
     steps: int                     # optimizer steps of the whole run
     samples: float                 # samples trained by this call (about, when resumed)
     weights_fingerprint: str
+    plan: wholerun.WholeRun | None = None   # the whole-run estimate made before training (GPU runs)
+    plan_problem: str | None = None         # why there is none, where making it failed
 
     @property
     def steps_this_call(self) -> int:
@@ -53,7 +57,19 @@ class MeasuredRun:
                     samples=round(self.samples, 1), samples_per_s=round(self.samples_per_s, 2),
                     step_time_s=round(self.train_s / max(self.steps_this_call, 1), 4),
                     checkpoint_s=round(self.checkpoint_s, 2), eval_s=round(self.eval_s, 2),
-                    weights_fingerprint=self.weights_fingerprint, **self.tracker.summary())
+                    weights_fingerprint=self.weights_fingerprint, **self.tracker.summary(), **self.whole_run())
+
+    @property
+    def wall_s(self) -> float:
+        """The whole training call: steps, evaluations and checkpoint writes (what the whole-run estimate is of)."""
+        return self.output.metrics["train_runtime"]
+
+    def whole_run(self) -> dict:
+        """The estimate made before training beside the measured whole run (empty on a CPU)."""
+        if self.plan is None:
+            return {"whole_run_estimate_problem": self.plan_problem} if self.plan_problem else {}
+        return self.plan.as_dict() | {"measured_wall_s": round(self.wall_s, 2),
+                                      "wall_error": round(wholerun.error(self.plan, self.wall_s), 4)}
 
 
 def _attached(trainer, kind):
@@ -87,8 +103,18 @@ def measured(trainer, recipe, *, name: str, identity: dict | None = None, kept: 
         kept = kept if kept is not None else (args.save_total_limit or 1)
         checkpoints.require_space(args.output_dir, (kept + 1) * checkpoints.checkpoint_size_gib(trainer.model),
                                   f"the Trainer's checkpoints ({kept} kept + 1 being written)")
+    plan, plan_problem = None, None
+    if resumed_from is None:             # a resumed run trains only what is left: no whole-run estimate
+        try:
+            plan = wholerun.from_trainer(trainer, recipe)
+        except Exception as problem:     # an estimate must not stop a training run; the record says why
+            plan_problem = f"{type(problem).__name__}: {problem}"
+            print(f"{name}: no whole-run estimate ({plan_problem})")
+    if plan is not None:
+        print(f"{name}, estimated before training: {plan}")
     with recipe.advice():
         output = checkpoints.train_or_resume(trainer)
+    wholerun.finished_a_run()
     if memory_callback.tracker.on_gpu:
         import torch
 
@@ -103,11 +129,15 @@ def measured(trainer, recipe, *, name: str, identity: dict | None = None, kept: 
     run = MeasuredRun(name=name, trainer=trainer, output=output, resumed_from=resumed_from,
                       tracker=memory_callback.tracker, train_s=train_s, eval_s=eval_s,
                       checkpoint_s=save_timer.seconds, steps=steps, samples=samples,
-                      weights_fingerprint=checkpoints.fingerprint(trainer.model))
+                      weights_fingerprint=checkpoints.fingerprint(trainer.model), plan=plan,
+                      plan_problem=plan_problem)
     if resumed_from is not None:
         print(f"{name}: resumed at step {resumed_from}; time, speed and memory cover steps {resumed_from + 1} to "
               f"{steps} only (the record says so in resumed_from)")
     print(f"{name}: {steps} optimizer steps in {output.metrics['train_runtime']:.1f} s ({eval_s:.1f} s of it "
           f"evaluating, {save_timer.seconds:.1f} s writing checkpoints); {run.samples_per_s:.1f} training samples/s; "
           f"weights {run.weights_fingerprint}")
+    if plan is not None:
+        print(f"{name}: whole run {run.wall_s:.1f} s measured, {plan.estimate_s:.1f} s estimated before training "
+              f"({100 * wholerun.error(plan, run.wall_s):+.0f} %)")
     return run

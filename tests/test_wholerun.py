@@ -1,0 +1,97 @@
+"""helpers.wholerun: the whole-run estimate read off a Trainer before it trains (issue 18), on a CPU in seconds."""
+import json
+
+import numpy as np
+import pytest
+import transformers
+from peft import LoraConfig, get_peft_model
+from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding, Trainer, TrainingArguments
+
+from helpers import recipe, wholerun
+from helpers.errors import FriendlyError
+
+LORA = LoraConfig(task_type="SEQ_CLS", r=8, lora_alpha=16, target_modules=["query_key_value"])
+HOST = dict(wholerun.FALLBACK_HOST, source="test host", block_pass_s=0.001, micro_batch_s=0.01, update_s=0.02,
+            eval_batch_s=0.005, warmup_first_s=3.0, warmup_s=0.5, checkpoint_fixed_s=0.1, checkpoint_gbs=0.5)
+
+
+def trainer_in(path, output_dir, rows=40, **arguments):
+    rng = np.random.default_rng(0)
+    data = [{"input_ids": rng.integers(5, 500, rng.integers(4, 60)).tolist(), "labels": int(rng.integers(2))}
+            for _ in range(rows)]
+    base = AutoModelForSequenceClassification.from_pretrained(path, num_labels=2)
+    base.config.pad_token_id = 3
+    settings = dict(per_device_train_batch_size=4, gradient_accumulation_steps=2, num_train_epochs=3,
+                    save_strategy="steps", save_steps=5, eval_strategy="steps", eval_steps=5,
+                    per_device_eval_batch_size=8) | arguments
+    args = TrainingArguments(output_dir=str(output_dir), use_cpu=True, report_to="none", **settings)
+    collator = DataCollatorWithPadding(transformers.PreTrainedTokenizerFast.from_pretrained(path))
+    return Trainer(model=get_peft_model(base, LORA), args=args, train_dataset=data, eval_dataset=data[:16],
+                   data_collator=collator)
+
+
+def recipe_of(trainer):
+    return recipe.read("bigscience/bloom-560m", training=trainer.args, peft_config=LORA, seq_len=64)
+
+
+def test_the_estimate_counts_the_runs_updates_batches_evaluations_and_checkpoints(tiny_bloom, tmp_path):
+    trainer = trainer_in(tiny_bloom, tmp_path)
+    plan = wholerun.from_trainer(trainer, recipe_of(trainer), gpu="H200", host=HOST)
+    # 40 rows in micro-batches of 4: 10 a epoch, 5 updates of 2; 3 epochs: 15 updates, 30 micro-batches
+    assert (plan.updates, plan.micro_batches) == (15, 30)
+    parts = plan.parts
+    assert parts["fixed cost per micro-batch"] == pytest.approx(30 * 0.01)
+    assert parts["optimizer updates"] >= 15 * 0.02
+    # every 5 updates: 3 evaluations of 2 batches (16 rows by 8) and 3 checkpoints
+    assert parts["evaluations"] > 3 * 2 * 0.005
+    assert parts["checkpoint writes"] > 3 * 0.1
+    assert parts["warm-up (kernels load, first steps)"] in (3.0, 0.5)
+    assert plan.low_s < plan.estimate_s < plan.high_s
+    # batches are padded to their longest row, never beyond the longest in the data
+    assert plan.padding["mean_row_length"] < plan.padding["mean_padded_length"] <= plan.padding["longest"] < 60
+    figures = plan.as_dict()
+    assert figures["estimated_wall_s"] == round(plan.estimate_s, 1) and "estimated_parts_s" in figures
+    assert "test host" in plan.table() and "H200: 15 updates (30 micro-batches)" in str(plan)
+
+
+def test_padding_follows_the_data_and_the_sampler(tiny_bloom, tmp_path):
+    plain = trainer_in(tiny_bloom, tmp_path / "a")
+    grouped = trainer_in(tiny_bloom, tmp_path / "b", train_sampling_strategy="group_by_length")
+    padded_plain = wholerun.from_trainer(plain, recipe_of(plain), gpu="H200", host=HOST).padding
+    padded_grouped = wholerun.from_trainer(grouped, recipe_of(grouped), gpu="H200", host=HOST).padding
+    assert padded_grouped["mean_padded_length"] < padded_plain["mean_padded_length"]   # sorted batches pad less
+
+
+def test_a_longer_run_or_a_slower_host_takes_longer(tiny_bloom, tmp_path):
+    trainer = trainer_in(tiny_bloom, tmp_path)
+    short = wholerun.from_trainer(trainer, recipe_of(trainer), gpu="H200", host=HOST)
+    longer = wholerun.from_trainer(trainer_in(tiny_bloom, tmp_path / "l", num_train_epochs=6),
+                                   recipe_of(trainer), gpu="H200", host=HOST)
+    slow_host = wholerun.from_trainer(trainer, recipe_of(trainer), gpu="H200",
+                                      host=HOST | {"micro_batch_s": 0.1, "update_s": 0.2})
+    on_t4 = wholerun.from_trainer(trainer, recipe_of(trainer), gpu="T4", host=HOST)
+    assert longer.estimate_s > 1.8 * short.estimate_s - 3.0
+    assert slow_host.estimate_s > short.estimate_s + 30 * 0.09
+    assert on_t4.parts["micro-batches at their padded lengths"] > short.parts["micro-batches at their padded lengths"]
+    assert on_t4.bill is not None and short.bill is None       # Colab rents T4s, not H200s
+    assert any("H200 host" in note for note in on_t4.notes)
+
+
+def test_host_costs_come_from_a_probe_file_or_say_what_is_wrong(tmp_path, monkeypatch):
+    probe = tmp_path / "host.json"
+    probe.write_text(json.dumps(HOST))
+    monkeypatch.setenv(wholerun.HOST_COSTS_ENV, str(probe))
+    assert wholerun.host_costs()["source"] == "test host"
+    probe.write_text(json.dumps({"gpu": "H200"}))
+    with pytest.raises(FriendlyError, match="not a host probe"):
+        wholerun.host_costs()
+    monkeypatch.setenv(wholerun.HOST_COSTS_ENV, str(tmp_path / "missing.json"))
+    with pytest.raises(FriendlyError, match="No host probe at"):
+        wholerun.host_costs()
+
+
+def test_no_estimate_without_a_gpu(tiny_bloom, tmp_path):
+    trainer = trainer_in(tiny_bloom, tmp_path)
+    assert wholerun.from_trainer(trainer, recipe_of(trainer)) is None       # this CPU: no time model
+    with pytest.raises(FriendlyError, match="updates must be"):
+        wholerun.plan(recipe_of(trainer), gpu="H200", updates=0, host=HOST)
