@@ -669,8 +669,8 @@ class Estimate:
             lines.append(f"  {self.verdict()}")
             lines.append(f"  step time (one optimizer step): {self.step_time_s:.3f} s"
                          f"  ({self.tokens_per_s:,.0f} tokens/s)")
-            lines.append("  (a steady step on fixed-length batches: whole runs on real data took 1.2-4x this "
-                         "in the notebooks' H200 benches, see README)")
+            lines.append("  (a steady step on fixed-length batches; a whole run, with its padding, the loop's fixed "
+                         "costs, evaluations and checkpoints: helpers.wholerun)")
         for note in self.notes:
             lines.append(f"  note: {note}")
         lines.append(f"  (calibrated on {CALIBRATION['gpu']}, {CALIBRATION['date']}; see docs/estimator.md)")

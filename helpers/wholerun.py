@@ -166,9 +166,23 @@ class WholeRun:
         return text
 
 
+LAUNCH_OVERHEADS = ("adapter_overhead_s", "quant_overhead_s", "checkpoint_overhead_s", "optimizer_tensor_overhead_s")
+
+
+def host_factor(host: dict) -> float:
+    """How much slower this host launches kernels than the calibration's: its probed cost of a block's pass
+    over the calibrated one."""
+    return host["block_pass_s"] / _estimate.CALIBRATION["block_overhead_s"]
+
+
 def _calibration(host: dict) -> dict:
-    """The estimator's constants with the host's per-block cost; the loop's fixed costs are added apart."""
-    return _estimate.CALIBRATION | {"block_overhead_s": host["block_pass_s"], "step_overhead_s": 0.0}
+    """The estimator's constants on this host: the probed cost of a block's pass, and every other launch-bound
+    overhead (LoRA layers, NF4 layers, checkpointed blocks, bitsandbytes' optimizer tensors) scaled by the same
+    factor, since they are kernel launches too; the loop's fixed costs are added apart."""
+    cal = _estimate.CALIBRATION
+    factor = host_factor(host)
+    return cal | {"block_overhead_s": host["block_pass_s"], "step_overhead_s": 0.0} | {
+        name: cal[name] * factor for name in LAUNCH_OVERHEADS}
 
 
 def _batch_seconds(facts, gpu_spec, recipe, rows: int, length: int, cal: dict) -> float:
@@ -288,6 +302,14 @@ def _epoch_orders(trainer, epochs: int) -> list:
     return [list(iter(sampler)) for _ in range(min(max(epochs, 1), 2))]
 
 
+def model_that_trains(model) -> str | None:
+    """The local checkpoint folder `model` was loaded from (a PEFT model's base), or None (a hub id, or built
+    in memory). A profile that trains a stand-in (a tiny or real small model) estimates that model."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    path = getattr(getattr(base, "config", None), "_name_or_path", None)
+    return path if path and (Path(path) / "config.json").is_file() else None
+
+
 def from_trainer(trainer, recipe, gpu: str | None = None, host: dict | None = None) -> WholeRun | None:
     """The whole-run estimate of `trainer.train()` as its arguments and data set it up (call it before training).
 
@@ -303,10 +325,17 @@ def from_trainer(trainer, recipe, gpu: str | None = None, host: dict | None = No
         if gpu is None:
             return None
     args = trainer.args
+    notes = []
+    here = model_that_trains(trainer.model)
+    if here is not None and here != str(recipe.model):
+        recipe = recipe.changed(model=here)
+        notes.append(f"estimated for the model the Trainer holds ({Path(here).name}), the recipe's stand-in here")
+    running = "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32"   # the precision it trains in here
+    if running != recipe.precision:
+        recipe = recipe.changed(precision=running)
     micro = args.per_device_train_batch_size
     accum = args.gradient_accumulation_steps
     lengths = _row_lengths(trainer.train_dataset)
-    notes = []
     if lengths is None:
         rows = len(trainer.train_dataset)
         lengths = [recipe.seq_len] * rows

@@ -95,3 +95,30 @@ def test_no_estimate_without_a_gpu(tiny_bloom, tmp_path):
     assert wholerun.from_trainer(trainer, recipe_of(trainer)) is None       # this CPU: no time model
     with pytest.raises(FriendlyError, match="updates must be"):
         wholerun.plan(recipe_of(trainer), gpu="H200", updates=0, host=HOST)
+
+
+def test_the_estimate_is_of_the_model_the_trainer_holds_not_the_recipes_hub_model(tiny_bloom, tmp_path):
+    trainer = trainer_in(tiny_bloom, tmp_path)
+    assert wholerun.model_that_trains(trainer.model) == str(tiny_bloom)
+    stand_in = wholerun.from_trainer(trainer, recipe_of(trainer), gpu="H200", host=HOST)   # recipe: BLOOM-560m
+    as_written = wholerun.plan(recipe_of(trainer), gpu="H200", updates=15, host=HOST,
+                               batches=[(4, 64)] * 30, first_in_process=True)
+    assert any("the recipe's stand-in" in note for note in stand_in.notes)
+    assert stand_in.parts["micro-batches at their padded lengths"] < as_written.parts[
+        "micro-batches at their padded lengths"]
+
+
+def test_a_host_that_launches_slower_scales_every_launch_bound_cost():
+    slow = HOST | {"block_pass_s": 2 * wholerun._estimate.CALIBRATION["block_overhead_s"]}
+    assert wholerun.host_factor(slow) == pytest.approx(2.0)
+    cal = wholerun._calibration(slow)
+    for name in wholerun.LAUNCH_OVERHEADS:
+        assert cal[name] == pytest.approx(2 * wholerun._estimate.CALIBRATION[name])
+    assert wholerun._calibration(wholerun.FALLBACK_HOST) == wholerun._estimate.CALIBRATION | {"step_overhead_s": 0.0}
+
+
+def test_the_committed_probe_is_the_default_and_names_its_machine(monkeypatch):
+    monkeypatch.delenv(wholerun.HOST_COSTS_ENV, raising=False)
+    costs = wholerun.host_costs()
+    assert costs["gpu"] == "H200" and "probe on NVIDIA H200" in costs["source"] and costs["date"]
+    assert all(costs[k] >= 0 for k in wholerun.HOST_KEYS) and costs["block_pass_s"] > 0
