@@ -386,6 +386,7 @@ def estimate_for(cfg: dict, gpu: str | None = "H200", smoke: bool = False):
     from helpers import estimate as est
 
     kwargs = estimate_kwargs(cfg)
+    kwargs.setdefault("weights_dtype", "fp32")     # the runs load fp32 weights unless the config says otherwise
     model = cfg["model"]
     if smoke:
         from helpers import tiny

@@ -53,6 +53,18 @@ METHODS = ("full", "frozen", "lora", "qlora", "prompt", "ptuning", "prefix")
 TASKS = ("causal-lm", "seq-cls")
 PRECISIONS = ("fp32", "fp16", "bf16")
 WEIGHT_DTYPES = ("fp32", "fp16", "bf16")
+# The dtype each known hub checkpoint loads in when from_pretrained is given no dtype (transformers 5 loads
+# dtype="auto": the config's dtype, else that of the weight files). Facts and sources: docs/sources.md,
+# "Checkpoint dtypes".
+CHECKPOINT_DTYPES = {
+    "bigscience/bloom-560m": "fp16", "bigscience/bloom-1b1": "fp16",   # no dtype in config.json; fp16 weight files
+    "xlm-roberta-base": "fp32", "xlm-roberta-large": "fp32",            # no dtype in config.json; fp32 weight files
+    "roberta-base": "fp32", "roberta-large": "fp32",
+    "EleutherAI/gpt-neox-20b": "fp16",                                  # config.json: "torch_dtype": "float16"
+    "microsoft/Phi-3-mini-4k-instruct": "bf16", "microsoft/Phi-3-medium-4k-instruct": "bf16",   # "bfloat16"
+}
+_TORCH_NAMES = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
+_SAFETENSORS_NAMES = {"F32": "fp32", "F16": "fp16", "BF16": "bf16"}
 # optimizer -> (bytes of state per trainable parameter when fp32, paged, 8-bit, foreach temporaries)
 OPTIMIZERS = {
     "adamw": dict(state=8, paged=False, eight_bit=False, temp=0),  # Trainer default: adamw_torch_fused
@@ -338,6 +350,52 @@ def _check_choice(what: str, value, choices) -> None:
 
 # --------------------------------------------------------------------------- memory terms
 # One function per term of a training step's memory, each in bytes; estimate() adds them up.
+def _dtype_name(value) -> str | None:
+    """'fp32' for torch.float32, 'float32' or 'fp32'; None for anything else (or nothing)."""
+    text = str(value).replace("torch.", "") if value is not None else None
+    return _TORCH_NAMES.get(text, text if text in WEIGHT_DTYPES else None)
+
+
+def _safetensors_dtype(folder) -> str | None:
+    """The dtype of the first floating tensor in a folder's first safetensors file (its header only)."""
+    import json
+    import struct
+    from pathlib import Path
+
+    files = sorted(Path(folder).glob("*.safetensors"))
+    if not files:
+        return None
+    with open(files[0], "rb") as handle:
+        (size,) = struct.unpack("<Q", handle.read(8))
+        header = json.loads(handle.read(size))
+    return next((_SAFETENSORS_NAMES[v["dtype"]] for k, v in header.items()
+                 if k != "__metadata__" and v.get("dtype") in _SAFETENSORS_NAMES), None)
+
+
+def checkpoint_dtype(model) -> tuple:
+    """(dtype, why): what `model`'s weights load in when from_pretrained is given no dtype, as transformers 5
+    resolves its default dtype="auto": the config's dtype, else the weight files', else fp32."""
+    import transformers
+
+    if isinstance(model, str) and model in CHECKPOINT_DTYPES:
+        return CHECKPOINT_DTYPES[model], f"{model}'s own dtype (docs/sources.md)"
+    if isinstance(model, transformers.PretrainedConfig):
+        found = _dtype_name(getattr(model, "dtype", None) or getattr(model, "torch_dtype", None))
+        return (found, "the config's dtype") if found else ("fp32", "the config names no dtype: fp32 assumed")
+    if isinstance(model, (str, os.PathLike)) and os.path.isdir(model):
+        import json
+
+        config = json.loads(open(os.path.join(model, "config.json")).read()) \
+            if os.path.exists(os.path.join(model, "config.json")) else {}
+        found = _dtype_name(config.get("dtype") or config.get("torch_dtype"))
+        if found:
+            return found, "its config.json's dtype"
+        found = _safetensors_dtype(model)
+        if found:
+            return found, "its weight files' dtype"
+    return "fp32", "no dtype known for it: fp32 assumed"
+
+
 def _weights_dtype(method: str, weights_dtype: str | None) -> str:
     """How the base weights are held: 'nf4' under QLoRA, else `weights_dtype` (fp32 when not given)."""
     return "nf4" if method == "qlora" else (weights_dtype or "fp32")
@@ -806,13 +864,22 @@ def estimate(model, *, task="causal-lm", num_labels=2, method="full", lora_r=8, 
     folder or a transformers config. method: full | frozen (train the last `trainable_blocks`)
     | lora | qlora | prompt | ptuning | prefix. precision: the Trainer's mixed precision
     (fp16/bf16 = autocast over fp32 weights) or fp32. weights_dtype: the dtype the weights are
-    loaded in (default fp32; QLoRA: NF4 blocks, the rest fp32 after prepare_model_for_kbit_training).
+    loaded in (default: the checkpoint's own, as from_pretrained loads it without dtype=, see checkpoint_dtype;
+    QLoRA: NF4 blocks, the rest fp32 after prepare_model_for_kbit_training).
     gpu: a name from helpers.gpus (None: no CUDA context and no step time, e.g. a CPU run).
     head_modules: modules that train whole beside the method (peft's modules_to_save; None: the task head).
     step_time_s is the time of one optimizer step (grad_accum micro-batches).
     """
     _check_recipe(method, optimizer, precision, weights_dtype, micro_batch, seq_len, grad_accum,
                   gradient_checkpointing)
+    dtype_note = None
+    if weights_dtype is None and method != "qlora":     # QLoRA: NF4 blocks, the rest fp32, whatever it loads in
+        weights_dtype, why = checkpoint_dtype(model)
+        dtype_note = (f"weights assumed {weights_dtype}: {why}, as from_pretrained loads them without dtype=; "
+                      "pass weights_dtype= for another (the notebooks load fp32 for mixed precision)")
+        if weights_dtype == "fp16" and precision == "fp16":
+            dtype_note += ("; fp16 weights under fp16 mixed precision: the Trainer's gradient scaler refuses fp16 "
+                           "gradients, load with dtype=torch.float32")
     gpu_spec = _gpus.get(gpu) if gpu is not None else None
     facts = model_facts(model, task=task, num_labels=num_labels, method=method, lora_r=lora_r,
                         lora_targets=lora_targets, trainable_blocks=trainable_blocks,
@@ -855,7 +922,8 @@ def estimate(model, *, task="causal-lm", num_labels=2, method="full", lora_r=8, 
         peak_device_gib=peak_device / GIB, step_time_s=seconds,
         breakdown=_breakdown(m, phase, optimizer, gradient_checkpointing, slack, context, driver),
         trainable_params=facts.trainable_params, total_params=facts.total_params, inputs=inputs,
-        notes=_notes(method, weights_dtype, phase, gpu_spec, precision), gpu=gpu_spec.name if gpu_spec else None,
+        notes=([dtype_note] if dtype_note else []) + _notes(method, weights_dtype, phase, gpu_spec, precision),
+        gpu=gpu_spec.name if gpu_spec else None,
         usable_gib=gpu_spec.usable_gib if gpu_spec else None, tokens_per_s=tokens_per_s, time_terms=terms,
         components=_components(m, slack, context, driver))
 
@@ -1227,7 +1295,7 @@ PRESETS = {
     "lora-xlmr-large": dict(
         notebook="01", model="xlm-roberta-large", task="seq-cls", num_labels=214, method="lora", lora_r=16,
         lora_targets=["query", "value"], optimizer="adamw", precision="fp16", micro_batch=8, seq_len=512,
-        gpu="T4"),
+        weights_dtype="fp32", gpu="T4"),
     "qlora-neox-20b": dict(
         notebook="02", model="EleutherAI/gpt-neox-20b", task="causal-lm", method="qlora", lora_r=8,
         lora_targets=["query_key_value"], optimizer="paged_adamw_8bit", precision="fp16",
@@ -1238,7 +1306,8 @@ PRESETS = {
         gradient_checkpointing=True, micro_batch=1, seq_len=1024, grad_accum=4, gpu="T4"),
     "full-bloom-560m": dict(
         notebook="04", model="bigscience/bloom-560m", task="seq-cls", num_labels=2, method="full",
-        optimizer="adam", precision="fp16", micro_batch=1, seq_len=1024, grad_accum=16, gpu="T4"),
+        optimizer="adam", precision="fp16", micro_batch=1, seq_len=1024, grad_accum=16, weights_dtype="fp32",
+        gpu="T4"),  # the notebook loads fp32 weights (the checkpoint's are fp16: the scaler refuses fp16 gradients)
 }
 for _method, _extra in {
     "full": {}, "frozen": dict(trainable_blocks=2), "prompt": dict(num_virtual_tokens=20),
@@ -1249,7 +1318,7 @@ for _method, _extra in {
 }.items():
     PRESETS[f"roberta-large-{_method}"] = dict(
         notebook="05", model="roberta-large", task="seq-cls", num_labels=2, method=_method,
-        optimizer="adamw", precision="fp16", micro_batch=32, seq_len=256, gpu="T4")
+        optimizer="adamw", precision="fp16", micro_batch=32, seq_len=256, weights_dtype="fp32", gpu="T4")
     PRESETS[f"roberta-large-{_method}"].update(_extra)
 
 ESTIMATE_KEYS = ("task", "num_labels", "method", "lora_r", "lora_targets", "trainable_blocks",

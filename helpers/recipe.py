@@ -84,7 +84,7 @@ class Recipe:
     lora_targets: object = None
     num_virtual_tokens: int | None = None
     trainable_blocks: int | None = None
-    weights_dtype: str | None = None    # the dtype the weights load in (None: fp32)
+    weights_dtype: str | None = None    # the dtype the weights load in (None: the checkpoint's own)
     double_quant: bool = True
     head_modules: tuple | None = None   # what trains whole beside the method (modules_to_save; None: the task head)
 
