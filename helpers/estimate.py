@@ -529,9 +529,21 @@ def _backward_working_bytes(facts: ModelFacts, block: float) -> float:
     return beta.get(facts.family, beta["default"]) * block
 
 
-def _logits_bytes(facts: ModelFacts, micro_batch: int, seq_len: int) -> float:
-    """Causal LM: the logits over the vocabulary, their fp32 copy, log-softmax and their gradients."""
-    return micro_batch * seq_len * facts.vocab * CALIBRATION["logits_bytes"] if facts.task == "causal-lm" else 0.0
+# TRL's SFTTrainer (1.x) scores tokens through a fused LM head (trl.kernels.chunked_logprob): the logits exist one
+# tile of at most 4,096 tokens x 32,768 vocabulary entries at a time, in the compute dtype, recomputed in the backward
+FUSED_HEAD_TILE = (4096, 32768)
+
+
+def _logits_bytes(facts: ModelFacts, micro_batch: int, seq_len: int, fused_head: bool = False,
+                  precision: str = "bf16") -> float:
+    """Causal LM: the logits over the vocabulary, their fp32 copy, log-softmax and their gradients; under a fused
+    head (TRL's SFTTrainer), one tile of logits in the compute dtype."""
+    if facts.task != "causal-lm":
+        return 0.0
+    if fused_head:
+        tokens, vocab = FUSED_HEAD_TILE
+        return min(micro_batch * seq_len, tokens) * min(facts.vocab, vocab) * BYTES[precision]
+    return micro_batch * seq_len * facts.vocab * CALIBRATION["logits_bytes"]
 
 
 def _head_copy_bytes(facts: ModelFacts, precision: str, wdtype: str) -> float:
@@ -603,14 +615,16 @@ def _peak(phases: dict) -> tuple:
 
 
 def _allocator_slack_bytes(facts: ModelFacts, method: str, m: _Memory, micro_batch: int, s_q: int, s_kv: int,
-                           c_att: float, trainable_bytes: int) -> float:
+                           c_att: float, trainable_bytes: int, fused_head: bool = False) -> float:
     """PyTorch's reserved less allocated memory at the peak: a calibrated base, more for a causal
     LM's large short-lived tensors, and a share of the largest transient tensors."""
     cal = CALIBRATION
     trains_weights = method in ("full", "frozen")
     largest_grad = max(facts.trainable_sizes, default=0) * trainable_bytes if trains_weights else 0.0
     attention_probs = micro_batch * facts.heads * s_q * s_kv * c_att  # one eager block's probabilities
-    slack = (cal["slack_gib"] + (cal["slack_causal_lm_gib"] if facts.task == "causal-lm" else 0.0)) * GIB
+    # the causal-LM share is for the full logits' large short-lived tensors, which a fused head never makes
+    full_logits = facts.task == "causal-lm" and not fused_head
+    slack = (cal["slack_gib"] + (cal["slack_causal_lm_gib"] if full_logits else 0.0)) * GIB
     slack += (cal["slack_per_large_grad"] * largest_grad + cal["slack_per_attention"] * attention_probs
               + cal["slack_per_cache"] * m.prefix_cache + cal["slack_per_step_temp"] * m.optimizer_temporaries)
     return slack
@@ -857,7 +871,7 @@ def _inputs(facts: ModelFacts, wdtype: str, phase: str, *, task, num_labels, met
 def estimate(model, *, task="causal-lm", num_labels=2, method="full", lora_r=8, lora_targets=None,
              trainable_blocks=None, num_virtual_tokens=20, optimizer="adamw", precision="bf16",
              weights_dtype=None, double_quant=True, gradient_checkpointing=False, micro_batch=1,
-             seq_len=512, grad_accum=1, gpu=None, head_modules=None) -> Estimate:
+             seq_len=512, grad_accum=1, gpu=None, head_modules=None, fused_head=False) -> Estimate:
     """Estimate peak memory (allocated, reserved, device-used) and step time of a training run.
 
     model: a hub id with an offline config (helpers.tiny.FULL_CONFIGS), a local checkpoint
@@ -868,6 +882,8 @@ def estimate(model, *, task="causal-lm", num_labels=2, method="full", lora_r=8, 
     QLoRA: NF4 blocks, the rest fp32 after prepare_model_for_kbit_training).
     gpu: a name from helpers.gpus (None: no CUDA context and no step time, e.g. a CPU run).
     head_modules: modules that train whole beside the method (peft's modules_to_save; None: the task head).
+    fused_head: the loss scores tokens through a fused LM head that never makes the full logits (TRL's
+    SFTTrainer; helpers.recipe.read sets it for an SFTConfig).
     step_time_s is the time of one optimizer step (grad_accum micro-batches).
     """
     _check_recipe(method, optimizer, precision, weights_dtype, micro_batch, seq_len, grad_accum,
@@ -901,12 +917,12 @@ def estimate(model, *, task="causal-lm", num_labels=2, method="full", lora_r=8, 
                 activations=activations, block_activations=block, recomputed_block=recomputed,
                 backward_working_set=_backward_working_bytes(facts, block),
                 prefix_cache=_prefix_cache_bytes(facts, method, b, s_kv),
-                logits=_logits_bytes(facts, b, s),
+                logits=_logits_bytes(facts, b, s, fused_head, precision),
                 head_copy=_head_copy_bytes(facts, precision, wdtype),
                 dequantised_weight=_dequantised_weight_bytes(facts, method, precision),
                 optimizer_temporaries=_optimizer_temporaries_bytes(facts, optimizer))
     phase, dynamic = _peak(m.phases(method))
-    slack = _allocator_slack_bytes(facts, method, m, b, s_q, s_kv, c_att, trainable_bytes)
+    slack = _allocator_slack_bytes(facts, method, m, b, s_q, s_kv, c_att, trainable_bytes, fused_head)
     context, driver = _cuda_context_bytes(gpu_spec, method, optimizer), _driver_reserved_bytes(gpu_spec)
     peak_alloc = sum(m.weights.values()) + m.optimizer_state + dynamic
     peak_reserved = peak_alloc + slack
@@ -1303,7 +1319,8 @@ PRESETS = {
     "qlora-phi3-mini": dict(
         notebook="03", model="microsoft/Phi-3-mini-4k-instruct", task="causal-lm", method="qlora", lora_r=16,
         lora_targets="all-linear", optimizer="paged_adamw_32bit", precision="fp16",
-        gradient_checkpointing=True, micro_batch=1, seq_len=1024, grad_accum=4, gpu="T4"),
+        gradient_checkpointing=True, micro_batch=1, seq_len=1024, grad_accum=4, fused_head=True,
+        gpu="T4"),  # SFTTrainer: TRL's fused LM head
     "full-bloom-560m": dict(
         notebook="04", model="bigscience/bloom-560m", task="seq-cls", num_labels=2, method="full",
         optimizer="adam", precision="fp16", micro_batch=1, seq_len=1024, grad_accum=16, weights_dtype="fp32",
@@ -1323,7 +1340,7 @@ for _method, _extra in {
 
 ESTIMATE_KEYS = ("task", "num_labels", "method", "lora_r", "lora_targets", "trainable_blocks",
                  "num_virtual_tokens", "optimizer", "precision", "weights_dtype", "double_quant",
-                 "gradient_checkpointing", "micro_batch", "seq_len", "grad_accum", "gpu")
+                 "gradient_checkpointing", "micro_batch", "seq_len", "grad_accum", "gpu", "fused_head")
 
 
 def preset(name: str) -> dict:

@@ -87,6 +87,7 @@ class Recipe:
     weights_dtype: str | None = None    # the dtype the weights load in (None: the checkpoint's own)
     double_quant: bool = True
     head_modules: tuple | None = None   # what trains whole beside the method (modules_to_save; None: the task head)
+    fused_head: bool = False            # TRL's SFTTrainer: logits one tile at a time, never whole
 
     @property
     def effective_batch(self) -> int:
@@ -111,7 +112,7 @@ class Recipe:
                       double_quant=self.double_quant)
         optional = dict(lora_r=self.lora_r, lora_targets=self.lora_targets, num_virtual_tokens=self.num_virtual_tokens,
                         trainable_blocks=self.trainable_blocks, weights_dtype=self.weights_dtype,
-                        head_modules=self.head_modules)
+                        head_modules=self.head_modules, fused_head=self.fused_head or None)
         return kwargs | {k: v for k, v in optional.items() if v is not None}
 
     def estimate(self, gpu: str | None = None, **changes) -> "_estimate.Estimate":
@@ -193,4 +194,6 @@ def read(model, *, training, seq_len: int, peft_config=None, quantization=None, 
                   num_labels=num_labels, lora_r=lora_r, lora_targets=lora_targets, num_virtual_tokens=virtual_tokens,
                   trainable_blocks=trainable_blocks if method == "frozen" else None, weights_dtype=weights_dtype,
                   double_quant=bool(getattr(quantization, "bnb_4bit_use_double_quant", True)) if four_bit else True,
-                  head_modules=tuple(head_modules) if head_modules else None)
+                  head_modules=tuple(head_modules) if head_modules else None,
+                  # TRL's SFTTrainer (1.x) always adds its fused LM head (trl.trainer.utils.add_fused_lm_head)
+                  fused_head=type(training).__name__ == "SFTConfig" or bool(_field(training, "dataset_text_field")))

@@ -1,4 +1,4 @@
-"""The weights' dtype the estimator assumes by default: the checkpoint's own, as transformers 5 loads it (issue 18)."""
+"""What the estimator assumes of how a model loads and scores: the checkpoint's own dtype, as transformers 5 loads it, and TRL's fused LM head (issue 18)."""
 import json
 
 import torch
@@ -43,3 +43,21 @@ def test_the_estimate_says_which_dtype_it_assumed_and_warns_of_fp16_under_the_fp
     qlora = estimate.estimate("EleutherAI/gpt-neox-20b", method="qlora", lora_targets=["query_key_value"],
                               optimizer="paged_adamw_8bit", precision="fp16", micro_batch=1, seq_len=64)
     assert qlora.inputs["weights_dtype"] == "nf4" and not any("weights assumed" in n for n in qlora.notes)
+
+
+def test_trls_fused_head_never_makes_the_full_logits():
+    """TRL 1.x's SFTTrainer scores tokens one tile of logits at a time (trl.kernels.chunked_logprob): no 13 bytes
+    per logit and no causal-LM allocator slack. Measured on the H200 (2026-12-04, notebook 03 real): 1.918 GiB."""
+    from helpers import recipe
+    from trl import SFTConfig
+
+    kwargs = dict(task="causal-lm", method="qlora", lora_r=16, lora_targets="all-linear", optimizer="paged_adamw_32bit",
+                  precision="bf16", gradient_checkpointing=True, micro_batch=4, seq_len=110, grad_accum=4, gpu="H200")
+    whole = estimate.estimate("microsoft/Phi-3-mini-4k-instruct", **kwargs)
+    tiled = estimate.estimate("microsoft/Phi-3-mini-4k-instruct", fused_head=True, **kwargs)
+    assert tiled.components["logits"] < whole.components["logits"] / 5
+    assert abs(tiled.peak_device_gib / 4.873 - 1) < 0.05       # 03 bench on the H200, 2026-11-23: 4.873 GiB
+    config = SFTConfig(output_dir="unused", per_device_train_batch_size=4, report_to=[], use_cpu=True, bf16=False)
+    assert recipe.read("microsoft/Phi-3-mini-4k-instruct", training=config, seq_len=110, task="causal-lm").fused_head
+    assert not recipe.read("microsoft/Phi-3-mini-4k-instruct", training=dict(per_device_train_batch_size=4),
+                           seq_len=110, task="causal-lm").fused_head
