@@ -1198,6 +1198,15 @@ def _dollars(low: float, high: float) -> str:
     return f"${low:.{digits}f}-{high:.{digits}f}"
 
 
+def bill_text(bill: dict | None) -> str:
+    """' → 1.5-3.0 compute units ≈ $0.15-0.30 at 1.19 CU/h (2026-03 rates)' of a cost.colab_cost_range; '' for None."""
+    if not bill:
+        return ""
+    (u0, u1), (d0, d1) = bill["units"], bill["dollars"]
+    return (f" → {_amount(u0)}-{_amount(u1)} compute units ≈ {_dollars(d0, d1)} at {bill['rate']} CU/h "
+            f"({bill['date']} rates)")
+
+
 @dataclass
 class RunTime:
     """A whole run's time on one GPU as a range (seconds), with where each end comes from."""
@@ -1242,12 +1251,7 @@ class RunTime:
         if self.floor_s is not None and self.floor_s >= low * self.estimate_s:
             text += f"; not below {_duration(self.floor_s)}: {self.floor_source}"
         text += ")"
-        bill = self.bill
-        if bill:
-            (u0, u1), (d0, d1) = bill["units"], bill["dollars"]
-            text += (f" → {_amount(u0)}-{_amount(u1)} compute units ≈ {_dollars(d0, d1)} at {bill['rate']} CU/h "
-                     f"({bill['date']} rates)")
-        return text
+        return text + bill_text(self.bill)
 
 
 def run_time(plan, *, steps: int, gpu: str | None = None, samples: float | None = None, tokens: float | None = None,

@@ -156,14 +156,9 @@ class WholeRun:
                 "estimated_dollars": None if bill is None else [round(d, 4) for d in bill["dollars"]]}
 
     def __str__(self) -> str:
-        text = (f"{self.gpu}: {self.updates:,} updates ({self.micro_batches:,} micro-batches) ≈ "
-                f"{_estimate._duration(self.estimate_s)} ({_estimate._span(self.low_s, self.high_s)})")
-        bill = self.bill
-        if bill:
-            (u0, u1), (d0, d1) = bill["units"], bill["dollars"]
-            text += (f" → {_estimate._amount(u0)}-{_estimate._amount(u1)} compute units ≈ "
-                     f"{_estimate._dollars(d0, d1)}")
-        return text
+        return (f"{self.gpu}: {self.updates:,} updates ({self.micro_batches:,} micro-batches) ≈ "
+                f"{_estimate._duration(self.estimate_s)} ({_estimate._span(self.low_s, self.high_s)})"
+                + _estimate.bill_text(self.bill))
 
 
 LAUNCH_OVERHEADS = ("adapter_overhead_s", "quant_overhead_s", "checkpoint_overhead_s", "optimizer_tensor_overhead_s")
