@@ -122,3 +122,25 @@ def test_the_committed_probe_is_the_default_and_names_its_machine(monkeypatch):
     costs = wholerun.host_costs()
     assert costs["gpu"] == "H200" and "probe on NVIDIA H200" in costs["source"] and costs["date"]
     assert all(costs[k] >= 0 for k in wholerun.HOST_KEYS) and costs["block_pass_s"] > 0
+
+
+def test_the_hand_loop_estimates_its_run_on_a_gpu(tiny_bloom, tmp_path, monkeypatch, capsys):
+    import torch
+    from torch.utils.data import DataLoader
+
+    from helpers import loop, runtime
+
+    trainer = trainer_in(tiny_bloom, tmp_path)
+    rows = trainer.train_dataset
+    order = torch.Generator()
+    loader = DataLoader(rows, batch_size=4, shuffle=True, drop_last=True, collate_fn=trainer.data_collator,
+                        generator=order)
+    monkeypatch.setattr(runtime, "cuda_available", lambda: True)          # as on the GPU: the loop plans its run
+    monkeypatch.setattr(runtime, "physical_gpu", lambda: "NVIDIA H200")
+    monkeypatch.setenv(wholerun.HOST_COSTS_ENV, "")
+    plan = loop._whole_run_plan("batch 4", recipe_of(trainer).changed(grad_accum=1), loader, order, seed=0, epochs=2,
+                                max_updates=None, updates_per_epoch=len(loader), model=trainer.model,
+                                checkpoint_every=16)
+    assert plan is not None and (plan.updates, plan.micro_batches) == (20, 20)
+    assert plan.parts["checkpoint writes"] > 0 and "estimated before training" in capsys.readouterr().out
+    assert plan.padding["longest"] < 60                     # the data's rows, not the recipe's 64 tokens
