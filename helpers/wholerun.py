@@ -120,6 +120,7 @@ class WholeRun:
     host: dict
     padding: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
+    peak_device_gib: float | None = None   # the estimator's peak at the run's largest batch (rows x padded length)
 
     @property
     def estimate_s(self) -> float:
@@ -136,6 +137,8 @@ class WholeRun:
         width = max(len(k) for k in self.parts)
         lines = [f"{k:<{width}}  {v:8.1f} s" for k, v in self.parts.items()]
         lines.append(f"{'whole run':<{width}}  {self.estimate_s:8.1f} s  (band {self.low_s:.1f}-{self.high_s:.1f} s)")
+        if self.peak_device_gib is not None:
+            lines.append(f"peak device memory at the largest batch: {self.peak_device_gib:.2f} GiB")
         if self.padding:
             lines.append(f"padding: batches average {self.padding['mean_padded_length']:.0f} tokens "
                          f"(rows {self.padding['mean_row_length']:.0f}, longest {self.padding['longest']})")
@@ -151,6 +154,8 @@ class WholeRun:
                 "estimated_wall_range_s": [round(self.low_s, 1), round(self.high_s, 1)],
                 "estimated_parts_s": {k: round(v, 2) for k, v in self.parts.items()},
                 "estimated_padding": self.padding, "estimated_host_costs": self.host.get("source"),
+                "estimated_peak_device_gib_at_largest_batch": None if self.peak_device_gib is None
+                else round(self.peak_device_gib, 3),
                 "estimated_notes": self.notes,
                 "estimated_compute_units": None if bill is None else [round(u, 4) for u in bill["units"]],
                 "estimated_dollars": None if bill is None else [round(d, 4) for d in bill["dollars"]]}
@@ -276,8 +281,12 @@ def plan(recipe, *, gpu: str, updates: int, batches=None, eval_batches=(), evalu
                      f"run `python -m helpers.wholerun --probe` on this {gpu_spec.name} to measure its own")
     lengths = [length for _, length in batches]
     padding = {"mean_padded_length": round(statistics.fmean(lengths), 1), "longest": max(lengths)}
+    rows, longest = max(batches, key=lambda shape: shape[0] * shape[1])
+    peak = _estimate.estimate(recipe.model, gpu=gpu_spec.name,
+                              **recipe.estimator_kwargs() | dict(micro_batch=rows, seq_len=longest)).peak_device_gib
     return WholeRun(gpu=gpu_spec.name, updates=int(updates), micro_batches=len(batches), parts=parts,
-                    low_s=band[0] * total, high_s=band[1] * total, host=host, padding=padding, notes=notes)
+                    low_s=band[0] * total, high_s=band[1] * total, host=host, padding=padding, notes=notes,
+                    peak_device_gib=peak)
 
 
 # --------------------------------------------------------------------------- read off a Trainer

@@ -144,3 +144,15 @@ def test_the_hand_loop_estimates_its_run_on_a_gpu(tiny_bloom, tmp_path, monkeypa
     assert plan is not None and (plan.updates, plan.micro_batches) == (20, 20)
     assert plan.parts["checkpoint writes"] > 0 and "estimated before training" in capsys.readouterr().out
     assert plan.padding["longest"] < 60                     # the data's rows, not the recipe's 64 tokens
+
+
+def test_the_plan_gives_the_peak_at_the_runs_largest_batch(tiny_bloom, tmp_path):
+    from helpers import estimate
+
+    trainer = trainer_in(tiny_bloom, tmp_path)
+    plan = wholerun.from_trainer(trainer, recipe_of(trainer), gpu="H200", host=HOST)
+    as_run = recipe_of(trainer).changed(model=str(tiny_bloom), precision="fp32")      # what from_trainer estimates
+    at_recipe_length = estimate.estimate(as_run.model, gpu="H200", **as_run.estimator_kwargs()).peak_device_gib
+    assert plan.as_dict()["estimated_peak_device_gib_at_largest_batch"] == round(plan.peak_device_gib, 3)
+    assert plan.peak_device_gib < at_recipe_length        # the rows are shorter than the recipe's 64 tokens
+    assert "peak device memory at the largest batch" in plan.table()
