@@ -156,3 +156,35 @@ def test_the_plan_gives_the_peak_at_the_runs_largest_batch(tiny_bloom, tmp_path)
     assert plan.as_dict()["estimated_peak_device_gib_at_largest_batch"] == round(plan.peak_device_gib, 3)
     assert plan.peak_device_gib < at_recipe_length        # the rows are shorter than the recipe's 64 tokens
     assert "peak device memory at the largest batch" in plan.table()
+
+
+def test_a_qlora_trainer_of_a_4bit_model_is_estimated_as_qlora(tmp_path):
+    """02's path: a 4-bit model (bitsandbytes on the CPU) with LoRA, read through its BitsAndBytesConfig."""
+    import torch
+    from peft import prepare_model_for_kbit_training
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig, DataCollatorForLanguageModeling
+
+    from conftest import private_tiny_cache
+    from helpers import reload, tiny
+
+    with private_tiny_cache(tmp_path / "cache"):
+        path = tiny.tiny_checkpoint("gpt-neox", corpus="quotes.csv", vocab_size=512)
+    quantization = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                      bnb_4bit_compute_dtype=torch.float32)
+    base = AutoModelForCausalLM.from_pretrained(path, quantization_config=quantization, dtype=torch.float32)
+    reload.keep_cpu_4bit_layout(base)
+    lora = LoraConfig(task_type="CAUSAL_LM", r=8, target_modules=["query_key_value"])
+    model = get_peft_model(prepare_model_for_kbit_training(base, use_gradient_checkpointing=False), lora)
+    rng = np.random.default_rng(0)
+    rows = [{"input_ids": rng.integers(5, 500, rng.integers(6, 30)).tolist()} for _ in range(16)]
+    tokenizer = transformers.PreTrainedTokenizerFast.from_pretrained(path)
+    args = TrainingArguments(output_dir=str(tmp_path / "out"), use_cpu=True, report_to="none", max_steps=6,
+                             per_device_train_batch_size=2, gradient_accumulation_steps=2, optim="paged_adamw_8bit")
+    trainer = Trainer(model=model, args=args, train_dataset=rows,
+                      data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False))
+    as_written = recipe.read("EleutherAI/gpt-neox-20b", training=args, peft_config=lora, quantization=quantization,
+                             seq_len=64)
+    plan = wholerun.from_trainer(trainer, as_written, gpu="H200", host=HOST)
+    assert as_written.method == "qlora" and (plan.updates, plan.micro_batches) == (6, 12)
+    assert plan.parts["optimizer updates"] > 6 * HOST["update_s"]      # bitsandbytes: a launch per tensor
+    assert any("stand-in" in note for note in plan.notes)              # the tiny model, not the 20B one
