@@ -40,8 +40,10 @@ def summarise(folder: Path) -> dict:
         train_s = run.get("train_s") or run.get("training_s")
         rows.append(dict(
             name=run["name"], measured_wall_s=run["measured_wall_s"], estimated_wall_s=run["estimated_wall_s"],
-            wall_error=run["wall_error"], estimated_for=record["recipe"]["model"] if notebook != "04" else
-            "bigscience/bloom-560m", estimated_parts_s=run["estimated_parts_s"],
+            wall_error=run["wall_error"], estimated_parts_s=run["estimated_parts_s"],
+            # what that run's estimate was of: the recipe's hub model (04's record keeps the recipe as it ran, but
+            # its loop was handed BLOOM-560m's budget recipe)
+            estimated_for=record["recipe"]["model"] if notebook != "04" else "bigscience/bloom-560m",
             measured_train_s=train_s, measured_eval_s=run.get("eval_s", run.get("evaluation_s")),
             measured_checkpoint_s=run.get("checkpoint_s"),
             recomputed=dict(model=pretrained.model_for(STAND_INS[notebook]).hub_id, train_s=round(again.estimate_s, 1),

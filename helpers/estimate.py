@@ -358,7 +358,6 @@ def _dtype_name(value) -> str | None:
 
 def _safetensors_dtype(folder) -> str | None:
     """The dtype of the first floating tensor in a folder's first safetensors file (its header only)."""
-    import json
     import struct
     from pathlib import Path
 
@@ -383,8 +382,6 @@ def checkpoint_dtype(model) -> tuple:
         found = _dtype_name(getattr(model, "dtype", None) or getattr(model, "torch_dtype", None))
         return (found, "the config's dtype") if found else ("fp32", "the config names no dtype: fp32 assumed")
     if isinstance(model, (str, os.PathLike)) and os.path.isdir(model):
-        import json
-
         config = json.loads(open(os.path.join(model, "config.json")).read()) \
             if os.path.exists(os.path.join(model, "config.json")) else {}
         found = _dtype_name(config.get("dtype") or config.get("torch_dtype"))
@@ -944,6 +941,37 @@ def estimate(model, *, task="causal-lm", num_labels=2, method="full", lora_r=8, 
         components=_components(m, slack, context, driver))
 
 
+def _block_forward_flops(facts: ModelFacts, b: int, s: int) -> float:
+    """One block's forward over b x s tokens: its linear layers and the attention's QK^T and PV (sdpa's flash
+    kernels skip the masked half of a causal attention)."""
+    eager = facts.family in ATTENTION_PROBS_BYTES
+    attention = 4 * s * facts.hidden * (0.5 if facts.causal and not eager else 1.0)
+    return b * s * (2 * facts.block_linear_params + attention)
+
+
+def _head_forward_flops(facts: ModelFacts, b: int, s: int) -> float:
+    """A causal LM's output head over b x s tokens (a classifier's head is negligible)."""
+    return 2 * b * s * facts.head_params if facts.task == "causal-lm" else 0.0
+
+
+def forward_flops(facts: ModelFacts, b: int, s: int) -> float:
+    """The whole forward pass over b x s tokens: every block and the head (an evaluation batch)."""
+    return facts.layers * _block_forward_flops(facts, b, s) + _head_forward_flops(facts, b, s)
+
+
+def optimizer_traffic_bytes(facts: ModelFacts, optimizer: str, trainable_bytes: int) -> float:
+    """Bytes one optimizer update reads and writes: parameters, gradients and the two moments."""
+    opt = OPTIMIZERS[optimizer]
+    state_bytes = opt["state"] * (1 if opt["eight_bit"] else trainable_bytes / 4)
+    return facts.trainable_params * (3 * trainable_bytes + 2 * state_bytes)
+
+
+def optimizer_launches(facts: ModelFacts, optimizer: str) -> int:
+    """bitsandbytes' optimizers launch once per parameter tensor (torch's fused and foreach ones do not)."""
+    opt = OPTIMIZERS[optimizer]
+    return len(facts.trainable_sizes) if opt["eight_bit"] or opt["paged"] else 0
+
+
 def time_terms(facts: ModelFacts, gpu, method: str, optimizer: str, b: int, s: int, checkpointing: bool,
                precision: str, grad_accum: int = 1, trainable_bytes: int = 4) -> dict:
     """The quantities step time is made of, per optimizer step (calibration fits their weights).
@@ -955,10 +983,7 @@ def time_terms(facts: ModelFacts, gpu, method: str, optimizer: str, b: int, s: i
     """
     t = b * s
     eager = facts.family in ATTENTION_PROBS_BYTES
-    # QK^T and PV per token; sdpa's flash kernels skip the masked half of a causal attention
-    attention = 4 * s * facts.hidden * (0.5 if facts.causal and not eager else 1.0)
-    block_fwd = t * (2 * facts.block_linear_params + attention)
-    head_fwd = 2 * t * facts.head_params if facts.task == "causal-lm" else 0.0
+    block_fwd, head_fwd = _block_forward_flops(facts, b, s), _head_forward_flops(facts, b, s)
     L = facts.layers
     if method == "full":
         bwd_blocks, bwd_mult = L, 2.0
@@ -971,10 +996,7 @@ def time_terms(facts: ModelFacts, gpu, method: str, optimizer: str, b: int, s: i
     passes = L + recompute + bwd_blocks
     dequant = passes * facts.block_linear_params * 4.5 if method == "qlora" else 0.0  # read 0.5 B, write + read 2 B
     attention_elements = passes * t * facts.heads * s if eager else 0.0
-    opt = OPTIMIZERS[optimizer]
-    state_bytes = opt["state"] * (1 if opt["eight_bit"] else trainable_bytes / 4)
-    optimizer_bytes = facts.trainable_params * (3 * trainable_bytes + 2 * state_bytes)
-    bnb = opt["eight_bit"] or opt["paged"]
+    optimizer_bytes = optimizer_traffic_bytes(facts, optimizer, trainable_bytes)
     return {
         "flops": grad_accum * flops,
         "peak_flops": 1e12 * (gpu.tflops if precision != "fp32" else gpu.fp32_tflops),
@@ -985,7 +1007,7 @@ def time_terms(facts: ModelFacts, gpu, method: str, optimizer: str, b: int, s: i
         "adapter_passes": grad_accum * passes * facts.adapted_per_block,
         "quant_passes": grad_accum * passes * (facts.linears_per_block if method == "qlora" else 0),
         "checkpointed_blocks": grad_accum * recompute,
-        "optimizer_tensors": len(facts.trainable_sizes) if bnb else 0,
+        "optimizer_tensors": optimizer_launches(facts, optimizer),
         "steps": 1,
     }
 

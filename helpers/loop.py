@@ -137,29 +137,26 @@ def train(name, micro_batch_step, model, optimizer, scaler, loader, *, recipe, o
 def _whole_run_plan(name, recipe, loader, order, *, seed, epochs, max_updates, updates_per_epoch, model,
                     checkpoint_every):
     """The hand loop's whole-run estimate (helpers.wholerun) on a GPU, made before it trains; None on a CPU."""
-    from . import estimate as _estimate
-
-    if not runtime.cuda_available() or _estimate.gpu_key(runtime.physical_gpu()) is None:
+    gpu = wholerun._this_gpu()
+    if gpu is None:
         return None
     try:
-        here = wholerun.model_that_trains(model)     # a profile's stand-in (a tiny or a real small model)
-        if here is not None and here != str(recipe.model):
-            recipe = recipe.changed(model=here)
+        recipe, notes = wholerun.as_it_trains(recipe, model)
         lengths = wholerun._row_lengths(loader.dataset)
         updates = updates_per_epoch * epochs if not max_updates else min(max_updates, updates_per_epoch * epochs)
-        batches = []
+        per_epoch = []
         for epoch in range(min(epochs, 2)):
             order.manual_seed(seed + epoch)           # the order the loop will see (it re-seeds the same way)
-            indices = list(loader.batch_sampler)[:updates_per_epoch * recipe.grad_accum]
-            batches.append([(len(chunk), wholerun.padded_length(max(lengths[i] for i in chunk), loader.collate_fn))
-                            if lengths else (len(chunk), recipe.seq_len) for chunk in indices])
-        shapes = [batches[e % len(batches)] for e in range(epochs)]
-        flat = [shape for epoch in shapes for shape in epoch][:updates * recipe.grad_accum]
+            chunks = list(loader.batch_sampler)[:updates_per_epoch * recipe.grad_accum]   # a last partial group drops
+            per_epoch.append([(len(chunk), wholerun.padded_length(max(lengths[i] for i in chunk), loader.collate_fn))
+                              if lengths else (len(chunk), recipe.seq_len) for chunk in chunks])
+        batches = wholerun.over_epochs(per_epoch, epochs, updates, updates_per_epoch, recipe.grad_accum)
         every = max(1, checkpoint_every // recipe.effective_batch) if checkpoint_every else 0
-        plan = wholerun.plan(recipe, gpu=_estimate.gpu_key(runtime.physical_gpu()), updates=updates, batches=flat,
+        plan = wholerun.plan(recipe, gpu=gpu, updates=updates, batches=batches,
                              checkpoints=updates // every if every else 0,
-                             checkpoint_bytes=checkpoints.checkpoint_size_gib(model) * _estimate.GIB)
-        plan.notes.append("the loop's evaluations are not in the estimate (its evaluate is the notebook's own)")
+                             checkpoint_bytes=wholerun.checkpoint_bytes(model, recipe.optimizer))
+        plan.notes = notes + plan.notes + [
+            "the loop's evaluations are not in the estimate (its evaluate is the notebook's own)"]
         print(f"{name}, estimated before training: {plan}")
         return plan
     except Exception as problem:       # an estimate must not stop a training run
