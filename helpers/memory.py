@@ -21,6 +21,7 @@ Trainer's evaluations) keeps its peak apart, as `evaluation_peak_allocated_gib`.
 """
 from __future__ import annotations
 
+import os
 import threading
 import time
 from contextlib import contextmanager
@@ -72,6 +73,7 @@ class MemoryTracker:
         self._start = None
         self._paused = False
         self._peak_allocated = self._peak_reserved = 0    # of the phases before the last exclusion
+        self._allocator_peaks: dict = {}                 # allocator statistics of those phases
         self.excluded_peaks: dict = {}                   # label -> peak allocated bytes during it
         self.excluded_s: dict = {}                       # label -> seconds spent in it
 
@@ -121,6 +123,8 @@ class MemoryTracker:
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
         self._peak_allocated = self._peak_reserved = 0
+        self._allocator_peaks = {}
+        self._counts_at_start = self._allocator_now() if self.on_gpu else {}
         self.excluded_peaks = {}
         self.excluded_s = {}
         self._paused = False
@@ -153,6 +157,23 @@ class MemoryTracker:
         self.rows.append(row)
         return row
 
+    @staticmethod
+    def _allocator_now() -> dict:
+        """The caching allocator's own counts since its peaks were last reset (torch.cuda.memory_stats):
+        bytes of cached blocks that were split and are not in use at their peak (what fragmentation
+        holds), how often an allocation failed, freed the cache and retried, and cudaMalloc calls."""
+        import torch
+
+        stats = torch.cuda.memory_stats()
+        return {"inactive_split": stats.get("inactive_split_bytes.all.peak", 0),
+                "retries": stats.get("num_alloc_retries", 0), "mallocs": stats.get("num_device_alloc", 0)}
+
+    def _allocator(self) -> dict:
+        """Allocator statistics of the whole run: the peak of the phases so far, the counts summed."""
+        now, before = self._allocator_now(), self._allocator_peaks
+        return {"inactive_split": max(now["inactive_split"], before.get("inactive_split", 0)),
+                "retries": now["retries"], "mallocs": now["mallocs"]}
+
     def _peaks(self) -> tuple[int, int]:
         """Peak allocated and reserved bytes of the run so far, excluded phases left out."""
         import torch
@@ -173,6 +194,7 @@ class MemoryTracker:
 
             torch.cuda.synchronize()
             self._peak_allocated, self._peak_reserved = self._peaks()
+            self._allocator_peaks = self._allocator()
             torch.cuda.reset_peak_memory_stats()
         self._paused = True
         entered = time.perf_counter()
@@ -197,10 +219,17 @@ class MemoryTracker:
 
             device_peak = max([self._peak_device] + [int((r.get("device_gib") or 0) * GIB) for r in self.rows])
             allocated, reserved = self._peaks()
+            allocator, at_start = self._allocator(), getattr(self, "_counts_at_start", {})
             out.update(
                 peak_allocated_gib=round(allocated / GIB, 3),
                 peak_reserved_gib=round(reserved / GIB, 3),
                 peak_device_gib=round(device_peak / GIB, 3) if device_peak else None,
+                # fragmentation, measured: cached blocks split and idle at their peak; allocations that had
+                # to empty the cache and retry; cudaMalloc calls of the run (PYTORCH_CUDA_ALLOC_CONF as set)
+                peak_inactive_split_gib=round(allocator["inactive_split"] / GIB, 3),
+                alloc_retries=allocator["retries"] - at_start.get("retries", 0),
+                device_mallocs=allocator["mallocs"] - at_start.get("mallocs", 0),
+                allocator_config=os.environ.get("PYTORCH_CUDA_ALLOC_CONF") or "default",
                 **{f"{label}_peak_allocated_gib": round(peak / GIB, 3) for label, peak in self.excluded_peaks.items()},
             )
         else:

@@ -77,3 +77,42 @@ def test_the_callback_leaves_the_trainers_evaluations_out(tmp_path):
     assert WatchEvaluation.paused_batches == 2 * 2 and WatchEvaluation.running_batches == 0   # 2 evaluations x 2 batches
     assert not callback.tracker._paused
 
+
+
+class FakeAllocator:
+    """torch.cuda's allocator counters as a script sets them: peaks reset by reset_peak_memory_stats."""
+
+    def __init__(self):
+        self.inactive_peak, self.retries, self.mallocs = 0, 0, 0
+
+    def memory_stats(self):
+        return {"inactive_split_bytes.all.peak": self.inactive_peak, "num_alloc_retries": self.retries,
+                "num_device_alloc": self.mallocs}
+
+    def reset_peak_memory_stats(self):
+        self.inactive_peak = 0
+
+
+def test_fragmentation_is_recorded_with_excluded_phases_left_out(monkeypatch):
+    """The record says how much split, idle cache the allocator held at its peak, and how many retries and
+    cudaMallocs the run made; an evaluation's fragmentation is not training's."""
+    fake = FakeAllocator()
+    for name, value in {"is_available": lambda: True, "synchronize": lambda: None, "empty_cache": lambda: None,
+                        "memory_stats": fake.memory_stats, "reset_peak_memory_stats": fake.reset_peak_memory_stats,
+                        "memory_allocated": lambda: 0, "memory_reserved": lambda: 0,
+                        "max_memory_allocated": lambda: 2 * memory.GIB,
+                        "max_memory_reserved": lambda: 3 * memory.GIB}.items():
+        monkeypatch.setattr(torch.cuda, name, value)
+    monkeypatch.setattr(memory, "_nvml_handle", lambda: (None, None))
+    monkeypatch.setenv("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
+    fake.retries, fake.mallocs = 5, 40                      # an earlier run in the process
+    tracker = memory.MemoryTracker("training", interval_s=10).start()
+    fake.inactive_peak, fake.mallocs = int(0.75 * memory.GIB), 52
+    with tracker.excluded("evaluation"):
+        fake.inactive_peak, fake.retries = 4 * memory.GIB, 6      # the evaluation's own
+    fake.inactive_peak = int(0.25 * memory.GIB)
+    tracker.stop()
+    summary = tracker.summary()
+    assert summary["peak_inactive_split_gib"] == 0.75
+    assert summary["alloc_retries"] == 1 and summary["device_mallocs"] == 12
+    assert summary["allocator_config"] == "expandable_segments:True"
