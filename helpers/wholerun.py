@@ -271,6 +271,9 @@ def plan(recipe, *, gpu: str, updates: int, batches=None, eval_batches=(), evalu
     if gpu_spec.name != host.get("gpu"):
         notes.append(f"the loop's fixed costs are the {host.get('gpu')} host's ({host.get('source')}); "
                      f"run `python -m helpers.wholerun --probe` on this {gpu_spec.name} to measure its own")
+    if host.get("block_pass_relative_stderr") is not None:
+        notes.append(f"the probe's block cost is uncertain by ±{100 * host['block_pass_relative_stderr']:.0f} % "
+                     "(standard error of its fit)")
     lengths = [length for _, length in batches]
     padding = {"mean_padded_length": round(statistics.fmean(lengths), 1), "longest": max(lengths)}
     rows, longest = max(batches, key=lambda shape: shape[0] * shape[1])
@@ -413,7 +416,7 @@ def probe(out=None, steps: int = 40, require_gpu: bool = True) -> dict:
     """Measure the training loop's fixed costs on this machine's GPU (about 30 s); write them to `out`.
 
     Tiny BERT models (hidden 64) whose products take microseconds, trained by the Trainer as the notebooks
-    train, with the memory callback attached: 1 and 4 blocks, accumulation 1 and 8. Time per update =
+    train, with the memory callback attached: 1, 2 and 4 blocks, accumulation 1 and 8, each twice. Time per update =
     accumulation x (micro-batch cost + 2 passes x blocks x block cost) + update cost, solved by least squares.
     Evaluation batches, the first run's warm-up and checkpoint writing are timed the same way.
     """
@@ -428,6 +431,8 @@ def probe(out=None, steps: int = 40, require_gpu: bool = True) -> dict:
     on_gpu = torch.cuda.is_available()
     if require_gpu and not on_gpu:
         raise FriendlyError("The probe measures a GPU host's fixed costs: run it on a machine with a GPU.")
+    if steps < 20:
+        raise FriendlyError(f"The probe needs at least 20 steps a run (10 of warm-up, then the steady ones), got {steps}.")
 
     def sync():
         if on_gpu:
@@ -477,17 +482,25 @@ def probe(out=None, steps: int = 40, require_gpu: bool = True) -> dict:
     with tempfile.TemporaryDirectory() as folder:
         first_run_steady, first_run_first10, _ = train(1, 1, folder=folder)
         rows = []
-        for layers in (1, 4):
-            for accum in (1, 8):
-                steady, first10, trainer = train(layers, accum, folder=folder)
-                rows.append((layers, accum, steady, first10))
+        # every shape twice, the repeats apart in time: the spread of the repeats and the fit's residuals say
+        # how far one probe can be trusted (three probes of one H200 host gave block costs 1.41-1.87 ms)
+        for _ in range(2):
+            for layers in (1, 2, 4):
+                for accum in (1, 8):
+                    steady, first10, trainer = train(layers, accum, folder=folder)
+                    rows.append((layers, accum, steady, first10))
         # T = accum * micro_batch_s + accum * 2 * layers * block_pass_s + update_s
         import numpy as np
 
         a = np.array([[acc, acc * 2 * layers, 1.0] for layers, acc, _, _ in rows])
         t = np.array([steady for _, _, steady, _ in rows])
         (micro_s, block_s, update_s), *_ = np.linalg.lstsq(a, t, rcond=None)
-        warmup = [first10 - 10 * steady for layers, acc, steady, first10 in rows if (layers, acc) == (1, 1)][0]
+        residuals = t - a @ np.array([micro_s, block_s, update_s])
+        # the standard error of the block cost from the residuals (ordinary least squares)
+        sigma2 = float(residuals @ residuals) / max(len(t) - 3, 1)
+        block_stderr = math.sqrt(sigma2 * float(np.linalg.inv(a.T @ a)[1, 1]))
+        warmup = statistics.median(first10 - 10 * steady for layers, acc, steady, first10 in rows
+                                   if (layers, acc) == (1, 1))
         warmup_first = first_run_first10 - 10 * first_run_steady
         # evaluation batches: forward only, the Trainer's evaluation loop
         eval_rows = Rows(256)
@@ -522,6 +535,8 @@ def probe(out=None, steps: int = 40, require_gpu: bool = True) -> dict:
              "update_s": round(float(update_s), 6), "eval_batch_s": round(eval_batch, 6),
              "warmup_first_s": round(max(warmup_first, 0.0), 3), "warmup_s": round(max(warmup, 0.0), 3),
              "checkpoint_fixed_s": round(fixed, 3), "checkpoint_gbs": round(gbs, 3),
+             "block_pass_relative_stderr": round(block_stderr / max(float(block_s), 1e-9), 3),
+             "fit_residual_rms_s": round(math.sqrt(float(residuals @ residuals) / len(t)), 6),
              "runs": [dict(layers=l, accum=a, steady_update_s=round(s, 5), first_10_updates_s=round(f, 3))
                       for l, a, s, f in rows],
              "checkpoint_timings": [dict(bytes=b, seconds=round(s, 3)) for b, s in timings]}

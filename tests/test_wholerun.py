@@ -191,3 +191,15 @@ def test_a_qlora_trainer_of_a_4bit_model_is_estimated_as_qlora(tmp_path):
     assert as_written.method == "qlora" and (plan.updates, plan.micro_batches) == (6, 12)
     assert plan.parts["optimizer updates"] > 6 * HOST["update_s"]      # bitsandbytes: a launch per tensor
     assert any("stand-in" in note for note in plan.notes)              # the tiny model, not the 20B one
+
+
+def test_the_probe_fits_the_hosts_costs_and_says_how_far_they_can_be_trusted(tmp_path):
+    """On a CPU the probe runs end to end (twelve short Trainer runs, an evaluation, two checkpoint writes): every
+    cost is a number, the block cost is positive, and its spread over the repeats is recorded."""
+    costs = wholerun.probe(out=tmp_path / "host.json", steps=20, require_gpu=False)
+    assert costs["gpu"] == "CPU" and len(costs["runs"]) == 12
+    assert costs["block_pass_s"] > 0 and costs["fit_residual_rms_s"] >= 0
+    assert 0 <= costs["block_pass_relative_stderr"] < 1
+    assert wholerun.host_costs(tmp_path / "host.json")["block_pass_s"] == costs["block_pass_s"]
+    with pytest.raises(FriendlyError, match="at least 20 steps"):
+        wholerun.probe(steps=5, require_gpu=False)
