@@ -14,7 +14,8 @@ H200. This measures each suspect apart, on the real small models, without the Tr
   many times the host waited for the GPU (stream/device synchronisations and device-to-host copies), with the
   kernels that took longest;
 * switched one at a time: the padding mask (all ones vs padded rows), dropout (the config's vs none), LoRA vs
-  full fine-tuning, batch shapes from batch 1 to 8 x 512;
+  full fine-tuning, batch shapes from batch 1 to 8 x 512; SmolLM2 (03's model) as the control, and
+  XLM-RoBERTa-large at 01's bench shapes (random weights of its exact config: time does not depend on them);
 * beside each, the estimate of the same micro-batch and update (helpers.wholerun, this host's probe when
   NB_HOST_COSTS names one).
 """
@@ -30,20 +31,27 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
-from helpers import pretrained, recipe, runtime, wholerun  # noqa: E402
+from helpers import pretrained, recipe, runtime, tiny, wholerun  # noqa: E402
 
 SHAPES = ((1, 17), (16, 40), (8, 205), (8, 512))        # 04's batch 1 and 16, 01's mean and longest batch
 # CUDA runtime calls at which the host waits for the GPU (.item(), a bool of a GPU tensor, a copy to the host)
 SYNC_CALLS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize")
 
 
-def _encoder(method: str, dropout: bool, device: str):
+def _encoder(method: str, dropout: bool, device: str, name: str = "encoder"):
+    """MiniLM (`encoder`, the real weights) or XLM-RoBERTa-large (`xlmr`, random weights of its exact config)."""
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForSequenceClassification
 
     extra = {} if dropout else {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
-    model = AutoModelForSequenceClassification.from_pretrained(pretrained.folder("encoder"), num_labels=10,
-                                                               dtype=torch.float32, **extra)
+    if name == "xlmr":
+        config = tiny.full_config("xlm-roberta-large")
+        for key, value in (extra | {"num_labels": 10}).items():
+            setattr(config, key, value)
+        model = AutoModelForSequenceClassification.from_config(config, dtype=torch.float32)
+    else:
+        model = AutoModelForSequenceClassification.from_pretrained(pretrained.folder("encoder"), num_labels=10,
+                                                                   dtype=torch.float32, **extra)
     if method == "lora":   # 01's recipe
         model = get_peft_model(model, LoraConfig(task_type="SEQ_CLS", r=16, lora_alpha=16,
                                                  lora_dropout=0.1 if dropout else 0.0, target_modules=["query", "value"],
@@ -126,11 +134,12 @@ def measure(model, batch, device: str, precision: str, steps: int) -> dict:
             "top_kernels_ms": {name[:90]: round(t / 1e3 / profiled, 3) for name, t in top}}
 
 
-def estimated_ms(method: str, causal: bool, rows: int, length: int, precision: str, gpu: str | None) -> dict | None:
+def estimated_ms(method: str, causal: bool, rows: int, length: int, precision: str, gpu: str | None,
+                 name: str = "encoder") -> dict | None:
     """The whole-run estimate's figure for one micro-batch and its update on `gpu` (None without a known GPU)."""
     if gpu is None:
         return None
-    model = pretrained.folder("causal" if causal else "encoder")
+    model = "xlm-roberta-large" if name == "xlmr" else pretrained.folder("causal" if causal else "encoder")
     ran = recipe.Recipe(model=model, task="causal-lm" if causal else "seq-cls", method=method, micro_batch=rows,
                         grad_accum=1, seq_len=length, precision=precision, optimizer="adamw_torch_fused",
                         num_labels=10, lora_r=16 if method == "lora" else None,
@@ -156,6 +165,9 @@ def cases(quick: bool):
     if not quick:                                    # the control that came within 5 % (03's model)
         for rows, length in ((1, 17), (4, 256)):
             yield dict(model="causal", method="lora", rows=rows, length=length, padded=True, dropout=True)
+        for rows, length in SHAPES[2:]:              # 01's bench model (3.4x its steady estimate in 2026-11)
+            for padded in (True, False):
+                yield dict(model="xlmr", method="lora", rows=rows, length=length, padded=padded, dropout=True)
 
 
 def main(argv=None) -> int:
@@ -178,12 +190,13 @@ def main(argv=None) -> int:
             if device == "cuda":
                 torch.cuda.empty_cache()
             loaded[key] = _causal(device) if case["model"] == "causal" else _encoder(case["method"], case["dropout"],
-                                                                                    device)
+                                                                                    device, case["model"])
         causal = case["model"] == "causal"
         batch = _batch(case["rows"], case["length"], case["padded"], device, causal)
         measured = measure(loaded[key], batch, device, precision, steps)
         row = case | {"padded_tokens": case["rows"] * case["length"], "measured": measured,
-                      "estimated": estimated_ms(case["method"], causal, case["rows"], case["length"], precision, gpu)}
+                      "estimated": estimated_ms(case["method"], causal, case["rows"], case["length"], precision, gpu,
+                                                case["model"])}
         rows_out.append(row)
         est = row["estimated"]
         print(f"{case['model']:7} {case['method']:4} {case['rows']:2} x {case['length']:3} "
