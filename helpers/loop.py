@@ -126,6 +126,9 @@ def train(name, micro_batch_step, model, optimizer, scaler, loader, *, recipe, o
                    steady_samples_per_s=round((seen - steady_seen) / max(training_s - steady_s, 1e-9), 2),
                    training_s=round(training_s, 3), checkpoint_s=round(checkpoint_s, 3), **summary)
     wholerun.finished_a_run()
+    note = memory.fragmentation_note(summary)
+    if note:
+        print(f"{name}: {note}")
     if plan is not None and not resumed_from:
         figures |= plan.as_dict() | {"measured_wall_s": round(summary["wall_s"], 2),
                                      "wall_error": round(wholerun.error(plan, summary["wall_s"]), 4)}

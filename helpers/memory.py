@@ -307,6 +307,25 @@ class MemoryCallback(TrainerCallback):
         self.tracker.stop()
 
 
+FRAGMENTATION_NOTE_GIB = 0.25     # an idle split cache below this is not worth a word
+
+
+def fragmentation_note(summary: dict) -> str | None:
+    """A sentence for a run whose allocator held much idle, split cache at its peak (fragmentation), else None.
+
+    Batches of varying length leave cached blocks of sizes the next batch cannot reuse whole; the GPU's memory
+    then fills with them (nvidia-smi and an out-of-memory error count them) while the tensors need less."""
+    idle = summary.get("peak_inactive_split_gib")
+    reserved, allocated = summary.get("peak_reserved_gib"), summary.get("peak_allocated_gib")
+    if idle is None or reserved is None or idle < FRAGMENTATION_NOTE_GIB or idle < 0.1 * reserved:
+        return None
+    advice = ("" if "expandable_segments:True" in str(summary.get("allocator_config"))
+              else "; PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True, set before torch starts, lets the allocator "
+                   "grow segments instead of splitting them")
+    return (f"the allocator reserved {reserved:.2f} GiB for {allocated:.2f} GiB of tensors at their peaks, and held up "
+            f"to {idle:.2f} GiB in split blocks it could not reuse (fragmentation){advice}")
+
+
 def forget_optimizer_overrides() -> int:
     """Empty bitsandbytes' process-wide registry of 32-bit optimizer overrides; return how many it held.
 

@@ -140,4 +140,7 @@ def measured(trainer, recipe, *, name: str, identity: dict | None = None, kept: 
     if plan is not None:
         print(f"{name}: whole run {run.wall_s:.1f} s measured, {plan.estimate_s:.1f} s estimated before training "
               f"({100 * wholerun.error(plan, run.wall_s):+.0f} %)")
+    note = memory.fragmentation_note(run.tracker.summary())
+    if note:
+        print(f"{name}: {note}")
     return run

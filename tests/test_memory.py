@@ -116,3 +116,14 @@ def test_fragmentation_is_recorded_with_excluded_phases_left_out(monkeypatch):
     assert summary["peak_inactive_split_gib"] == 0.75
     assert summary["alloc_retries"] == 1 and summary["device_mallocs"] == 12
     assert summary["allocator_config"] == "expandable_segments:True"
+
+
+def test_fragmentation_is_named_with_its_fix_only_when_it_is_large():
+    frag = dict(peak_allocated_gib=4.5, peak_reserved_gib=6.3, peak_inactive_split_gib=1.6, allocator_config="default")
+    note = memory.fragmentation_note(frag)
+    assert "6.30 GiB for 4.50 GiB" in note and "1.60 GiB" in note and "expandable_segments:True" in note
+    already = memory.fragmentation_note(frag | {"allocator_config": "expandable_segments:True"})
+    assert "fragmentation" in already and "PYTORCH_CUDA_ALLOC_CONF" not in already
+    assert memory.fragmentation_note(frag | {"peak_inactive_split_gib": 0.2}) is None      # too small to matter
+    assert memory.fragmentation_note(dict(frag, peak_reserved_gib=30.0)) is None            # under 10 % of reserved
+    assert memory.fragmentation_note({"peak_rss_gib": 2.0}) is None                         # a CPU run
