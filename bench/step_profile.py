@@ -1,6 +1,6 @@
 """Where a training step's time goes, against what the whole-run estimate counts for it.
 
-    python bench/step_profile.py --out results/step_profile.json            # on the GPU, about 1-2 minutes
+    python bench/step_profile.py --out results/step_profile.json            # on the GPU (not run on one yet)
     python bench/step_profile.py --quick                                   # a CPU check of the script itself
 
 Why: on the H200 (2026-12-04, docs/estimator.md "Whole runs") MiniLM's steps cost more the more tokens a batch
@@ -34,7 +34,8 @@ import torch  # noqa: E402
 from helpers import pretrained, recipe, runtime, tiny, wholerun  # noqa: E402
 
 SHAPES = ((1, 17), (16, 40), (8, 205), (8, 512))        # 04's batch 1 and 16, 01's mean and longest batch
-# CUDA runtime calls at which the host waits for the GPU (.item(), a bool of a GPU tensor, a copy to the host)
+# CUDA runtime calls at which the host waits for the GPU (.item() and a bool of a GPU tensor end in one); copies
+# (cudaMemcpy*) are counted apart
 SYNC_CALLS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize")
 
 
@@ -123,11 +124,10 @@ def measure(model, batch, device: str, precision: str, steps: int) -> dict:
                 "copies": None, "aten_ops": None, "profile_error": f"{type(problem).__name__}: {problem}"[:300]}
     kernels = [e for e in events if getattr(e, "device_type", None) == torch.autograd.DeviceType.CUDA]
     runtime_calls = [e for e in events if e.name.startswith("cuda")]
-    busy = sum(e.device_time_total if hasattr(e, "device_time_total") else e.cuda_time_total for e in kernels)
+    busy = sum(e.device_time_total for e in kernels)
     by_kernel: dict = {}
     for e in kernels:
-        by_kernel[e.name] = by_kernel.get(e.name, 0.0) + (e.device_time_total if hasattr(e, "device_time_total")
-                                                          else e.cuda_time_total)
+        by_kernel[e.name] = by_kernel.get(e.name, 0.0) + e.device_time_total
     top = sorted(by_kernel.items(), key=lambda kv: -kv[1])[:6]
     return {"wall_ms": round(wall * 1e3, 3),
             "gpu_busy_ms": round(busy / 1e3 / profiled, 3) if kernels else None,

@@ -20,7 +20,7 @@ import json
 import statistics
 from pathlib import Path
 
-from helpers import pretrained, recipe, runtime, wholerun
+from helpers import estimate, pretrained, recipe, runtime, wholerun
 
 STAND_INS = {"01": "encoder", "03": "causal", "04": "encoder", "05": "encoder", "02": "causal"}
 TARGETS = {"wall": 0.25, "memory": 0.10}        # issue 18: whole-run time within 25 %, device memory within 10 %
@@ -28,10 +28,8 @@ FRAGMENTATION_FIELDS = ("peak_allocated_gib", "peak_reserved_gib", "peak_inactiv
                         "allocator_config")
 
 
-def _error(estimated, measured):
-    if estimated is None or not measured:
-        return None
-    return round(estimated / measured - 1, 4)
+def _rounded(value):
+    return None if value is None else round(value, 4)
 
 
 def _recomputed(record: dict, run: dict, host: dict, first: bool) -> dict:
@@ -62,7 +60,8 @@ def summarise_record(record: dict, host: dict, recompute: bool = False) -> dict:
                    measured_checkpoint_s=run.get("checkpoint_s"),
                    peak_device_gib=run.get("peak_device_gib"),
                    estimated_peak_device_gib=run.get("estimated_peak_device_gib"),
-                   memory_error=_error(run.get("estimated_peak_device_gib"), run.get("peak_device_gib")),
+                   memory_error=_rounded(estimate.error(run.get("estimated_peak_device_gib"),
+                                                        run.get("peak_device_gib"))),
                    **{k: run[k] for k in FRAGMENTATION_FIELDS if k in run})
         if recompute:
             row["recomputed"] = _recomputed(record, run, host, first=index == 0)

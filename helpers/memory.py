@@ -73,7 +73,8 @@ class MemoryTracker:
         self._start = None
         self._paused = False
         self._peak_allocated = self._peak_reserved = 0    # of the phases before the last exclusion
-        self._allocator_peaks: dict = {}                 # allocator statistics of those phases
+        self._inactive_split_peak = 0                    # the allocator's idle split cache in those phases
+        self._counts_at_start: dict = {}                 # its cumulative counts when the run started
         self.excluded_peaks: dict = {}                   # label -> peak allocated bytes during it
         self.excluded_s: dict = {}                       # label -> seconds spent in it
 
@@ -123,7 +124,7 @@ class MemoryTracker:
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
         self._peak_allocated = self._peak_reserved = 0
-        self._allocator_peaks = {}
+        self._inactive_split_peak = 0
         self._counts_at_start = self._allocator_now() if self.on_gpu else {}
         self.excluded_peaks = {}
         self.excluded_s = {}
@@ -159,20 +160,18 @@ class MemoryTracker:
 
     @staticmethod
     def _allocator_now() -> dict:
-        """The caching allocator's own counts since its peaks were last reset (torch.cuda.memory_stats):
-        bytes of cached blocks that were split and are not in use at their peak (what fragmentation
-        holds), how often an allocation failed, freed the cache and retried, and cudaMalloc calls."""
+        """The caching allocator's own figures (torch.cuda.memory_stats): bytes of cached blocks that were split
+        and sat unused, at their peak since the peaks were last reset (what fragmentation holds); and, counted
+        since the process started, allocations that failed, emptied the cache and retried, and cudaMalloc calls."""
         import torch
 
         stats = torch.cuda.memory_stats()
         return {"inactive_split": stats.get("inactive_split_bytes.all.peak", 0),
                 "retries": stats.get("num_alloc_retries", 0), "mallocs": stats.get("num_device_alloc", 0)}
 
-    def _allocator(self) -> dict:
-        """Allocator statistics of the whole run: the peak of the phases so far, the counts summed."""
-        now, before = self._allocator_now(), self._allocator_peaks
-        return {"inactive_split": max(now["inactive_split"], before.get("inactive_split", 0)),
-                "retries": now["retries"], "mallocs": now["mallocs"]}
+    def _inactive_split(self) -> int:
+        """The idle split cache's peak over the run so far, excluded phases left out."""
+        return max(self._allocator_now()["inactive_split"], self._inactive_split_peak)
 
     def _peaks(self) -> tuple[int, int]:
         """Peak allocated and reserved bytes of the run so far, excluded phases left out."""
@@ -194,7 +193,7 @@ class MemoryTracker:
 
             torch.cuda.synchronize()
             self._peak_allocated, self._peak_reserved = self._peaks()
-            self._allocator_peaks = self._allocator()
+            self._inactive_split_peak = self._inactive_split()
             torch.cuda.reset_peak_memory_stats()
         self._paused = True
         entered = time.perf_counter()
@@ -219,16 +218,16 @@ class MemoryTracker:
 
             device_peak = max([self._peak_device] + [int((r.get("device_gib") or 0) * GIB) for r in self.rows])
             allocated, reserved = self._peaks()
-            allocator, at_start = self._allocator(), getattr(self, "_counts_at_start", {})
+            now, at_start = self._allocator_now(), self._counts_at_start
             out.update(
                 peak_allocated_gib=round(allocated / GIB, 3),
                 peak_reserved_gib=round(reserved / GIB, 3),
                 peak_device_gib=round(device_peak / GIB, 3) if device_peak else None,
                 # fragmentation, measured: cached blocks split and idle at their peak; allocations that had
                 # to empty the cache and retry; cudaMalloc calls of the run (PYTORCH_CUDA_ALLOC_CONF as set)
-                peak_inactive_split_gib=round(allocator["inactive_split"] / GIB, 3),
-                alloc_retries=allocator["retries"] - at_start.get("retries", 0),
-                device_mallocs=allocator["mallocs"] - at_start.get("mallocs", 0),
+                peak_inactive_split_gib=round(self._inactive_split() / GIB, 3),
+                alloc_retries=now["retries"] - at_start.get("retries", 0),
+                device_mallocs=now["mallocs"] - at_start.get("mallocs", 0),
                 allocator_config=os.environ.get("PYTORCH_CUDA_ALLOC_CONF") or "default",
                 **{f"{label}_peak_allocated_gib": round(peak / GIB, 3) for label, peak in self.excluded_peaks.items()},
             )
