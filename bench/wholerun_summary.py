@@ -1,6 +1,6 @@
 """Estimates made before training beside the measured runs: one summary file from the GPU's output folders.
 
-    python bench/wholerun_summary.py OUT/r01 OUT/r02 ... --out results/wholerun_validation.json
+    python bench/wholerun_summary.py OUT/r01 OUT/r02 ... --out results/wholerun_validation.DATE.json
 
 Each folder holds what one notebook wrote on the GPU: its records (`NN_name.PROFILE.json`, `real`, `bench` or a
 T4-emulated `.t4.json`; every run in them carries the whole-run estimate that helpers.training.measured or
@@ -49,19 +49,22 @@ def _recomputed(record: dict, run: dict, host: dict, first: bool) -> dict:
 
 def summarise_record(record: dict, host: dict, recompute: bool = False) -> dict:
     rows = []
-    for index, run in enumerate(r for r in record["runs"] if "estimated_wall_s" in r):
+    # 05's repeats of every run at further seeds (`seed_runs`) were estimated before training as well
+    measured_runs = record["runs"] + record.get("seed_runs", [])
+    for index, run in enumerate(r for r in measured_runs if "estimated_wall_s" in r):
         low, high = run.get("estimated_wall_range_s") or (None, None)
         measured = run["measured_wall_s"]
-        row = dict(name=run["name"], measured_wall_s=measured, estimated_wall_s=run["estimated_wall_s"],
+        # 02's records before 2026-12-05 kept the estimate made before training only under `estimated`
+        estimated_device = run.get("estimated_peak_device_gib") or (run.get("estimated") or {}).get("peak_device_gib")
+        row = dict(name=run["name"], seed=run.get("seed"), measured_wall_s=measured, estimated_wall_s=run["estimated_wall_s"],
                    wall_error=run["wall_error"], in_range=None if low is None else low <= measured <= high,
                    estimated_parts_s=run["estimated_parts_s"],
                    measured_train_s=run.get("train_s") or run.get("training_s"),
                    measured_eval_s=run.get("eval_s", run.get("evaluation_s")),
                    measured_checkpoint_s=run.get("checkpoint_s"),
                    peak_device_gib=run.get("peak_device_gib"),
-                   estimated_peak_device_gib=run.get("estimated_peak_device_gib"),
-                   memory_error=_rounded(estimate.error(run.get("estimated_peak_device_gib"),
-                                                        run.get("peak_device_gib"))),
+                   estimated_peak_device_gib=estimated_device,
+                   memory_error=_rounded(estimate.error(estimated_device, run.get("peak_device_gib"))),
                    **{k: run[k] for k in FRAGMENTATION_FIELDS if k in run})
         if recompute:
             row["recomputed"] = _recomputed(record, run, host, first=index == 0)
@@ -85,11 +88,15 @@ def summarise(folder: Path, recompute: bool = False) -> list:
     return [summarise_record(json.loads(path.read_text()), host, recompute) for path in records]
 
 
-def overall(entries: list) -> dict:
-    """Median and largest absolute error of time and memory over every run, and how many are within target."""
+def overall(entries: list, allocator: str | None = None) -> dict:
+    """Median and largest absolute error of time and memory over every run, and how many are within target.
+
+    `allocator`: only the runs under that PYTORCH_CUDA_ALLOC_CONF ("default" where none was set)."""
     out = {}
+    runs = [run for entry in entries for run in entry["runs"]
+            if allocator is None or run.get("allocator_config", "default") == allocator]
     for what, key in (("wall", "wall_error"), ("memory", "memory_error")):
-        errors = [run[key] for entry in entries for run in entry["runs"] if run.get(key) is not None]
+        errors = [run[key] for run in runs if run.get(key) is not None]
         if not errors:
             out[what] = dict(runs=0)
             continue
@@ -111,6 +118,8 @@ def main(argv=None) -> int:
     entries = [entry for folder in args.folders for entry in summarise(folder, args.recompute)]
     summary = dict(what="whole-run and memory estimates made before training beside the measured runs",
                    made_by="bench/wholerun_summary.py", date=runtime.today(), overall=overall(entries),
+                   by_allocator={config: overall(entries, config) for config in sorted(
+                       {run.get("allocator_config", "default") for entry in entries for run in entry["runs"]})},
                    notebooks=entries)
     if args.caveat:
         summary["caveat"] = args.caveat

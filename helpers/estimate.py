@@ -846,7 +846,16 @@ def _notes(method: str, weights_dtype: str | None, phase: str, gpu_spec, precisi
                          "includes the H200's driver reservation and context")
         if precision == "bf16" and not gpu_spec.bf16:
             notes.append(f"{gpu_spec.name} has no native bf16: use fp16 there (bf16 would be emulated).")
+    notes.append(ALLOCATOR_NOTE)
     return notes
+
+
+# Measured on an H200, 2026-12-05 (results/wholerun_validation.2026-12-05.json): 05's bench runs, batches of varying
+# length, reserved 1.3-3.6 GiB beyond their tensors with the default allocator, and so little with expandable
+# segments (0.04-0.13 GiB there), where the estimate fell within 1 %.
+ALLOCATOR_NOTE = ("reserved memory is calibrated on batches of one length; batches of varying length fragment PyTorch's "
+                  "default allocator (up to 46 % more device memory measured, 05's QLoRA on an H200), which the "
+                  "notebooks avoid with PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True (then within 1 %)")
 
 
 def _inputs(facts: ModelFacts, wdtype: str, phase: str, *, task, num_labels, method, lora_r, lora_targets,

@@ -18,13 +18,14 @@ def run(name, measured, estimated, device=None, estimated_device=None, **extra):
                 peak_device_gib=device, estimated_peak_device_gib=estimated_device, **extra)
 
 
-def folder_with(tmp_path, name, runs, profile="bench"):
+def folder_with(tmp_path, name, runs, profile="bench", seed_runs=()):
     folder = tmp_path / name
     folder.mkdir()
     host = dict(wholerun.FALLBACK_HOST, date="2026-12-05", block_pass_relative_stderr=0.05)
     (folder / "host_costs.json").write_text(json.dumps(host))
     record = dict(notebook=f"{name}_x", profile=profile, date="2026-12-05", gpu={"name": "NVIDIA H200"},
-                  versions={"torch": "2.11"}, runs=runs + [dict(name="CPU run, no estimate", wall_s=3.0)])
+                  versions={"torch": "2.11"}, runs=runs + [dict(name="CPU run, no estimate", wall_s=3.0)],
+                  seed_runs=list(seed_runs))
     (folder / f"{name}_x.{profile}.json").write_text(json.dumps(record))
     return folder
 
@@ -47,6 +48,24 @@ def test_errors_ranges_and_fragmentation_per_run_and_over_all(tmp_path):
     assert wall["median_abs_error"] == pytest.approx(0.1)
     assert memory["runs"] == 2 and memory["within_target"] == 1
     assert summary["notebooks"][0]["host_probe"]["block_pass_relative_stderr"] == 0.05
+    # memory split by allocator setting: the run that set none counts as the default allocator
+    by = summary["by_allocator"]
+    assert set(by) == {"default"} and by["default"]["memory"]["runs"] == 2
+
+
+def test_repeats_at_other_seeds_count_and_allocators_are_told_apart(tmp_path):
+    grown = dict(allocator_config="expandable_segments:True")
+    a = folder_with(tmp_path, "05", [run("QLoRA", 30.0, 31.0, 9.8, 6.7, allocator_config="default")],
+                    seed_runs=[run("QLoRA · seed 43", 30.0, 31.0, 6.69, 6.7, seed=43, **grown)])
+    out = tmp_path / "summary.json"
+    assert wholerun_summary.main([str(a), "--out", str(out)]) == 0
+    summary = json.loads(out.read_text())
+    runs = summary["notebooks"][0]["runs"]
+    assert [r["seed"] for r in runs] == [None, 43]
+    assert summary["overall"]["memory"]["within_target"] == 1
+    default, expandable = summary["by_allocator"]["default"], summary["by_allocator"]["expandable_segments:True"]
+    assert default["memory"]["within_target"] == 0 and default["memory"]["largest_error"] == pytest.approx(-0.316, abs=1e-3)
+    assert expandable["memory"]["within_target"] == 1 and expandable["wall"]["runs"] == 1
 
 
 def test_a_folder_without_its_probe_or_record_says_what_is_missing(tmp_path):
