@@ -1,6 +1,6 @@
 """Where a training step's time goes, against what the whole-run estimate counts for it.
 
-    python bench/step_profile.py --out results/step_profile.json            # on the GPU (not run on one yet)
+    python bench/step_profile.py --out results/step_profile.DATE.json       # on the GPU (about 2.5 minutes)
     python bench/step_profile.py --quick                                   # a CPU check of the script itself
 
 Why: on the H200 (2026-12-04, docs/estimator.md "Whole runs") MiniLM's steps cost more the more tokens a batch
@@ -17,7 +17,10 @@ H200. This measures each suspect apart, on the real small models, without the Tr
   full fine-tuning, batch shapes from batch 1 to 8 x 512; SmolLM2 (03's model) as the control, and
   XLM-RoBERTa-large at 01's bench shapes (random weights of its exact config: time does not depend on them);
 * beside each, the estimate of the same micro-batch and update (helpers.wholerun, this host's probe when
-  NB_HOST_COSTS names one).
+  NB_HOST_COSTS names one);
+* what a step at a batch length not seen before costs over the same length seen once (`new_shapes`), with
+  cuDNN's attention on and off: the suspect left after the H200 profile of 2026-12-05 (docs/estimator.md), where
+  every case repeated one shape and showed no per-token cost.
 """
 from __future__ import annotations
 
@@ -158,6 +161,50 @@ def estimated_ms(method: str, causal: bool, rows: int, length: int, precision: s
                                      - parts["checkpoint writes"] - parts["evaluations"]), 3)}
 
 
+def _timed_step(model, batch, device: str, precision: str, optimizer) -> float:
+    """Seconds of one synchronised training step (forward, backward, clipping, AdamW)."""
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    _synchronize(device)
+    started = time.perf_counter()
+    with torch.autocast(device, dtype=dtype, enabled=dtype is not None):
+        loss = model(**batch).loss
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    _synchronize(device)
+    return time.perf_counter() - started
+
+
+def new_shapes(model, rows: int, lengths, device: str, precision: str, cudnn_attention: bool = True) -> dict:
+    """What a batch of a length this process has not seen yet costs, against the same length seen once already.
+
+    Dynamic padding gives every batch the length of its longest row, so a real run meets tens to hundreds of
+    shapes (05 real: about 34 an epoch; 01 real: about 205 over its 480 micro-batches). Libraries that plan per
+    shape (cuDNN's attention builds and caches a graph for each; cuBLAS picks an algorithm per shape) pay that
+    once per shape and process. The suspect for the 2026-12-04 misses of 01 and 04 (docs/estimator.md)."""
+    import statistics
+
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=1e-5, fused=device == "cuda")
+    model.train()
+    previous = torch.backends.cuda.cudnn_sdp_enabled()
+    torch.backends.cuda.enable_cudnn_sdp(cudnn_attention)
+    try:
+        batches = [_batch(rows, length, True, device, causal=False) for length in lengths]
+        first = [_timed_step(model, b, device, precision, optimizer) for b in batches]    # each length new
+        again = [_timed_step(model, b, device, precision, optimizer) for b in batches]    # each seen once
+    finally:
+        torch.backends.cuda.enable_cudnn_sdp(previous)
+    per_shape = [f - a for f, a in zip(first, again)]
+    return {"rows": rows, "lengths": [min(lengths), max(lengths)], "shapes": len(lengths),
+            "cudnn_attention": cudnn_attention,
+            "first_ms": round(1e3 * statistics.median(first), 3), "again_ms": round(1e3 * statistics.median(again), 3),
+            "per_new_shape_ms": round(1e3 * statistics.median(per_shape), 3),
+            "per_new_shape_total_s": round(sum(per_shape), 3)}
+
+
 def cases(quick: bool):
     shapes = SHAPES[:2] if quick else SHAPES
     for rows, length in shapes:                      # 01's recipe as it trains, padded batches
@@ -208,11 +255,24 @@ def main(argv=None) -> int:
               f"{measured['wall_ms']:7.2f} ms a step (GPU busy {measured['gpu_busy_ms']} ms, "
               f"{measured['kernels']} kernels, {measured['host_waits']} host waits); estimated "
               f"{est['total_ms'] if est else '-'} ms", flush=True)
+    # the cost of a shape seen for the first time, with cuDNN's attention and without it (on lengths of their own:
+    # a length either variant has met is no longer new to the other's cuBLAS)
+    loaded.clear()
+    model = _encoder("lora", True, device)
+    spans = ((41, 44), (45, 48)) if args.quick else ((41, 81), (81, 121))
+    shape_rows = []
+    for (low, high), cudnn_attention in zip(spans, (True, False)):
+        shape_rows.append(new_shapes(model, 16, range(low, high), device, precision, cudnn_attention))
+        r = shape_rows[-1]
+        print(f"encoder lora 16 x {low}-{high - 1}, cuDNN attention {'on ' if cudnn_attention else 'off'}: "
+              f"{r['first_ms']:7.2f} ms a step at a new length, {r['again_ms']:7.2f} ms seen once: "
+              f"{r['per_new_shape_ms']:.2f} ms a new shape", flush=True)
+    del model
     out = {"what": "one training step of the real small models, timed and profiled without the Trainer, beside "
                    "the whole-run estimate of the same micro-batch and update (bench/step_profile.py)",
            "gpu": runtime.gpu_info(), "versions": runtime.versions(), "date": runtime.today(),
            "precision": precision, "host_costs": wholerun.host_costs().get("source"), "steps": steps,
-           "cases": rows_out}
+           "cases": rows_out, "new_shapes": shape_rows}
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(out, indent=1) + "\n")

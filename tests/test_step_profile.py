@@ -34,3 +34,15 @@ def test_a_step_is_timed_and_profiled_on_a_cpu():
     measured = step_profile.measure(model, step_profile._batch(2, 16, True, "cpu", False), "cpu", "fp32", steps=1)
     assert measured["wall_ms"] > 0 and measured["aten_ops"] > 100
     assert measured["gpu_busy_ms"] is None and measured["host_waits"] == 0
+
+
+def test_new_shapes_time_each_length_twice_and_restore_the_attention_setting():
+    torch.manual_seed(0)
+    model = step_profile._encoder("lora", dropout=True, device="cpu")
+    before = torch.backends.cuda.cudnn_sdp_enabled()
+    result = step_profile.new_shapes(model, 2, range(10, 13), "cpu", "fp32", cudnn_attention=not before)
+    assert torch.backends.cuda.cudnn_sdp_enabled() == before          # switched back for the cases after it
+    assert result["shapes"] == 3 and result["lengths"] == [10, 12] and result["cudnn_attention"] == (not before)
+    assert result["first_ms"] > 0 and result["again_ms"] > 0
+    # the per-shape figure is the median of first minus again, so it lies within their spread
+    assert abs(result["per_new_shape_ms"]) <= result["first_ms"] + result["again_ms"]
