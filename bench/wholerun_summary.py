@@ -59,6 +59,8 @@ def summarise_record(record: dict, host: dict, recompute: bool = False) -> dict:
         row = dict(name=run["name"], seed=run.get("seed"), measured_wall_s=measured, estimated_wall_s=run["estimated_wall_s"],
                    wall_error=run["wall_error"], in_range=None if low is None else low <= measured <= high,
                    estimated_parts_s=run["estimated_parts_s"],
+                   # batch shapes of the run (records since 2026-12-05): the suspected cost per new shape
+                   distinct_shapes=(run.get("estimated_padding") or {}).get("distinct_shapes"),
                    measured_train_s=run.get("train_s") or run.get("training_s"),
                    measured_eval_s=run.get("eval_s", run.get("evaluation_s")),
                    measured_checkpoint_s=run.get("checkpoint_s"),

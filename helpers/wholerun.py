@@ -275,7 +275,10 @@ def plan(recipe, *, gpu: str, updates: int, batches=None, eval_batches=(), evalu
         notes.append(f"the probe's block cost is uncertain by ±{100 * host['block_pass_relative_stderr']:.0f} % "
                      "(standard error of its fit)")
     lengths = [length for _, length in batches]
-    padding = {"mean_padded_length": round(statistics.fmean(lengths), 1), "longest": max(lengths)}
+    # distinct (rows, padded length) shapes: recorded, not yet costed. Libraries that plan per shape (cuDNN's
+    # attention graphs) may pay once for each, the suspect of docs/estimator.md; the GPU records will tell.
+    padding = {"mean_padded_length": round(statistics.fmean(lengths), 1), "longest": max(lengths),
+               "distinct_shapes": len(set(batches) | set(eval_batches))}
     rows, longest = max(batches, key=lambda shape: shape[0] * shape[1])
     peak = _estimate.estimate(recipe.model, gpu=gpu_spec.name,
                               **recipe.estimator_kwargs() | dict(micro_batch=rows, seq_len=longest)).peak_device_gib

@@ -49,6 +49,8 @@ def test_the_estimate_counts_the_runs_updates_batches_evaluations_and_checkpoint
     assert plan.low_s < plan.estimate_s < plan.high_s
     # batches are padded to their longest row, never beyond the longest in the data
     assert plan.padding["mean_row_length"] < plan.padding["mean_padded_length"] <= plan.padding["longest"] < 60
+    # the distinct shapes of training and evaluation batches, counted (not costed): at most one per batch
+    assert 2 <= plan.padding["distinct_shapes"] <= 30 + 2
     figures = plan.as_dict()
     assert figures["estimated_wall_s"] == round(plan.estimate_s, 1) and "estimated_parts_s" in figures
     assert "test host" in plan.table() and "H200: 15 updates (30 micro-batches)" in str(plan)
